@@ -147,7 +147,8 @@ int engine_discard(eng_volume *v, size_t len, uint64_t off);
  * ENG_MAX_SNAPSHOTS. Time does not depend on the volume's size. */
 int engine_snapshot_create(eng_volume *v, const struct eng_snap_params *p, uint32_t *ret_id);
 
-/* Deletes a snapshot (any of them); -ENOENT if there is none with that id. */
+/* Deletes a snapshot (any of them); -ENOENT if there is none with that id, -EBUSY while a revert
+ * to it runs. */
 int engine_snapshot_delete(eng_volume *v, uint32_t id);
 
 /* Reads a snapshot; -ENOENT if it does not exist (or is deleted during the read), -EIO if invalid. */
@@ -165,8 +166,9 @@ int engine_snapshot_get(eng_volume *v, uint32_t id, struct eng_snap_info *ret_in
 int engine_changed_chunks(eng_volume *v, uint32_t from, uint32_t to, uint64_t **ret_bitmap,
                           uint64_t *ret_n_chunks);
 
-/* Makes the live volume's content equal to snapshot ID's (other snapshots keep theirs). The caller
- * keeps other writers away; a crash midway leaves a mix, which a second revert completes. */
+/* Makes the live volume's content equal to snapshot ID's (other snapshots keep theirs; ID itself is
+ * never reclaimed for room meanwhile). The caller keeps other writers away; a crash midway leaves
+ * a mix, which a second revert completes. */
 int engine_revert(eng_volume *v, uint32_t id);
 
 /* Holds writes: waits up to TIMEOUT_MS for writes in flight to drain (-ETIMEDOUT, no hold, if they

@@ -73,24 +73,60 @@ static void exc_freed(void *ud, const struct cm_exc *e) {
         diffarea_free(&c->v->da, e->slot, c->gen);
 }
 
-int eng_snap_remove_locked(eng_volume *v, size_t i, uint64_t *ret_gen) {
-        struct eng_snap s = v->snaps[i];
-        uint64_t gen = v->pending_gen;
-
-        if (s.persistent) {
-                /* Valid or invalid, a persistent snapshot is in the journal: record its end. */
-                struct jr_record rec = {.type = JR_SNAP_DELETE, .id = s.id};
+int eng_snap_remove_locked(eng_volume *v, uint32_t id, uint64_t *ret_gen) {
+        struct eng_snap *s = eng_snap_find(v, id);
+        if (!s || s->deleting)
+                return -ENOENT;
+        if (s->pins > 0)
+                return -EBUSY;
+        if (s->persistent) {
+                /* Valid or invalid, a persistent snapshot is in the journal: its end must be durable
+                 * before any writer may stop preserving its chunks. */
+                uint64_t gen;
+                struct jr_record rec = {.type = JR_SNAP_DELETE, .id = id};
                 int r = eng_journal_add(v, &rec, &gen);
                 if (r < 0)
                         return r;
+                s->deleting = true;
+                r = eng_commit_wait(v, gen);
+                s = eng_snap_find(v, id);
+                if (r < 0) {
+                        if (s)
+                                s->deleting = false;
+                        return r;
+                }
+                if (!s)
+                        return -ENOENT; /* every snapshot was dropped meanwhile */
         }
+        size_t i = (size_t) (s - v->snaps);
         memmove(v->snaps + i, v->snaps + i + 1, (v->n_snaps - i - 1) * sizeof *v->snaps);
         v->n_snaps--;
         eng_snaps_changed(v);
 
-        struct remove_ctx c = {.v = v, .id = s.id, .gen = gen};
+        struct remove_ctx c = {.v = v, .id = id, .gen = v->pending_gen};
         chunkmap_remove_if(&v->map, exc_dead_after, exc_freed, &c);
-        *ret_gen = gen;
+        *ret_gen = c.gen;
+        return 0;
+}
+
+int eng_snap_reclaim_oldest_locked(eng_volume *v, uint64_t *ret_gen) {
+        bool waiting = false;
+        for (size_t i = 0; i < v->n_snaps; i++) {
+                if (v->snaps[i].deleting) {
+                        waiting = true;
+                        continue;
+                }
+                if (v->snaps[i].pins > 0)
+                        continue;
+                int r = eng_snap_remove_locked(v, v->snaps[i].id, ret_gen);
+                if (r >= 0)
+                        v->reclaimed++;
+                return r == -ENOENT ? 0 : r;
+        }
+        if (!waiting)
+                return -ENOSPC;
+        pthread_cond_wait(&v->commit_cond, &v->lock);
+        *ret_gen = 0;
         return 0;
 }
 
@@ -172,14 +208,10 @@ int engine_snapshot_delete(eng_volume *v, uint32_t id) {
         if (!v)
                 return -EINVAL;
         pthread_mutex_lock(&v->lock);
-        struct eng_snap *s = eng_snap_find(v, id);
-        int r = -ENOENT;
-        if (s) {
-                uint64_t gen;
-                r = eng_snap_remove_locked(v, (size_t) (s - v->snaps), &gen);
-                if (r >= 0)
-                        r = eng_commit_wait(v, gen);
-        }
+        uint64_t gen;
+        int r = eng_snap_remove_locked(v, id, &gen);
+        if (r >= 0)
+                r = eng_commit_wait(v, gen);
         pthread_mutex_unlock(&v->lock);
         return r;
 }
@@ -331,14 +363,32 @@ int engine_changed_chunks(eng_volume *v, uint32_t from, uint32_t to, uint64_t **
         return 0;
 }
 
+static void pin(eng_volume *v, uint32_t id, bool on) {
+        pthread_mutex_lock(&v->lock);
+        struct eng_snap *s = eng_snap_find(v, id);
+        if (s && on)
+                s->pins++;
+        else if (s && s->pins > 0)
+                s->pins--;
+        pthread_mutex_unlock(&v->lock);
+}
+
 int engine_revert(eng_volume *v, uint32_t id) {
         uint64_t *bm = NULL, n;
+        if (!v)
+                return -EINVAL;
+        /* The revert's own writes may need room in a full diff area: its source is not to be
+         * reclaimed for them. */
+        pin(v, id, true);
         int r = engine_changed_chunks(v, id, 0, &bm, &n);
-        if (r < 0)
+        if (r < 0) {
+                pin(v, id, false);
                 return r;
+        }
         uint8_t *buf = malloc(v->chunk_size);
         if (!buf) {
                 free(bm);
+                pin(v, id, false);
                 return -ENOMEM;
         }
         /* Each changed chunk is written back through the normal path, so newer snapshots keep
@@ -354,5 +404,6 @@ int engine_revert(eng_volume *v, uint32_t id) {
         }
         free(buf);
         free(bm);
+        pin(v, id, false);
         return r < 0 ? r : 0;
 }

@@ -28,6 +28,8 @@
 struct eng_snap {
         uint32_t id;
         bool persistent;
+        bool deleting;                  /* its delete record is being committed: still served */
+        unsigned pins;                  /* reverts reading it: never reclaimed meanwhile */
         eng_snap_state state;
         uint64_t created_ns;
         char label[ENG_LABEL_MAX + 1];
@@ -116,9 +118,16 @@ int eng_commit_wait(eng_volume *v, uint64_t gen);
  * if their generation is not durable yet). */
 int eng_pending_release_wait(eng_volume *v);
 
-/* (L held) Removes snapshot at index I, frees its exceptions' slots (pending until generation
- * returned in RET_GEN is durable) and journals the deletion if it was persistent. */
-int eng_snap_remove_locked(eng_volume *v, size_t i, uint64_t *ret_gen);
+/* (L held, may drop and retake L) Deletes snapshot ID: for a persistent one, its delete record is
+ * made durable first, and until then writers keep preserving its chunks (else a power loss could
+ * bring it back with overwritten data). Its exceptions' slots are then pending until generation
+ * *RET_GEN is durable. -ENOENT if none (or already being deleted), -EBUSY if pinned. */
+int eng_snap_remove_locked(eng_volume *v, uint32_t id, uint64_t *ret_gen);
+
+/* (L held, may drop and retake L) Deletes the oldest snapshot that is neither pinned nor being
+ * deleted, to make room. Returns 0 having waited instead if only deletions in progress stand in
+ * the way (the caller looks again), -ENOSPC if nothing can be reclaimed. */
+int eng_snap_reclaim_oldest_locked(eng_volume *v, uint64_t *ret_gen);
 
 /* (L held) Deletes every snapshot and exception and empties the journal and the diff area
  * (the last resort when the state directory's filesystem is full). */

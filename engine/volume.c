@@ -71,15 +71,14 @@ int engine_set_limit(eng_volume *v, uint64_t diff_max, eng_policy policy) {
                                 goto out;
                         continue;
                 }
-                if (policy == ENG_POLICY_PROTECT_SNAPSHOTS || v->n_snaps == 0) {
+                if (policy == ENG_POLICY_PROTECT_SNAPSHOTS) {
                         r = -ENOSPC;
                         goto out;
                 }
                 uint64_t gen;
-                r = eng_snap_remove_locked(v, 0, &gen);
+                r = eng_snap_reclaim_oldest_locked(v, &gen);
                 if (r < 0)
                         goto out;
-                v->reclaimed++;
         }
         v->diff_max = diff_max;
         v->policy = policy;

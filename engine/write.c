@@ -162,13 +162,10 @@ static int make_room_locked(eng_volume *v) {
         if (v->da.n_pending > 0)
                 /* Slots freed by earlier deletions become reusable with the next commit. */
                 return eng_pending_release_wait(v);
-        if (v->n_snaps == 0)
-                return -ENOSPC;
         uint64_t gen;
-        int r = eng_snap_remove_locked(v, 0, &gen);
-        if (r < 0)
+        int r = eng_snap_reclaim_oldest_locked(v, &gen);
+        if (r < 0 || gen == 0)
                 return r;
-        v->reclaimed++;
         return eng_commit_wait(v, gen);
 }
 

@@ -37,24 +37,24 @@
 #define SECTOR 512u
 
 struct fio_change {
-        uint64_t off, len;   /* the range the call could modify */
-        uint64_t old_size;   /* file size before the call */
-        uint8_t *old;        /* old bytes of [off, min(off + len, old_size)) */
+        uint64_t off, len; /* the range the call could modify */
+        uint64_t old_size; /* file size before the call */
+        uint8_t *old; /* old bytes of [off, min(off + len, old_size)) */
 };
 
 struct fio_file {
         dev_t dev;
         ino_t ino;
-        int fd;              /* the shim's own descriptor, -1 if it could not be opened */
+        int fd; /* the shim's own descriptor, -1 if it could not be opened */
         int fd_errno;
-        char name[64];       /* base name when first opened */
-        uint64_t syncs;      /* sync calls on it */
+        char name[64]; /* base name when first opened */
+        uint64_t syncs; /* sync calls on it */
         struct fio_change *changes;
         size_t n_changes, cap_changes;
 };
 
 struct fio_fdent {
-        int file;            /* index in files[], -1: not tracked (directory, device, ...) */
+        int file; /* index in files[], -1: not tracked (directory, device, ...) */
         bool append;
 };
 
@@ -65,15 +65,15 @@ struct faultio {
 
         struct fio_file *files;
         size_t n_files, cap_files;
-        struct fio_fdent *fds;   /* indexed by the engine's descriptor */
+        struct fio_fdent *fds; /* indexed by the engine's descriptor */
         size_t n_fds;
 
-        unsigned sector;         /* tearing granularity */
+        unsigned sector; /* tearing granularity */
         uint64_t syncs;
-        uint64_t crash_at;       /* absolute sync number that crashes; 0: none */
-        char prefix[64];         /* with crash_at: count only syncs of files named so ("": all) */
-        uint64_t prefix_syncs;   /* syncs of such files */
-        bool crashed;            /* read without the lock with __atomic */
+        uint64_t crash_at; /* absolute sync number that crashes; 0: none */
+        char prefix[64]; /* with crash_at: count only syncs of files named so ("": all) */
+        uint64_t prefix_syncs; /* syncs of such files */
+        bool crashed; /* read without the lock with __atomic */
 };
 
 static faultio *fio_of(const struct eng_io *io) {
@@ -153,11 +153,11 @@ static int fio_track_fd(faultio *f, int fd, int flags, const char *path) {
                 if (!t)
                         return -ENOMEM;
                 for (size_t i = f->n_fds; i < n; i++)
-                        t[i] = (struct fio_fdent) { .file = -1 };
+                        t[i] = (struct fio_fdent){ .file = -1 };
                 f->fds = t;
                 f->n_fds = n;
         }
-        f->fds[fd] = (struct fio_fdent) { .file = -1, .append = flags & O_APPEND };
+        f->fds[fd] = (struct fio_fdent){ .file = -1, .append = flags & O_APPEND };
 
         if (fstat(fd, &st) < 0)
                 return negative_errno();
@@ -181,7 +181,7 @@ static int fio_track_fd(faultio *f, int fd, int flags, const char *path) {
 
         struct fio_file *file = &f->files[f->n_files];
         char p[64];
-        *file = (struct fio_file) { .dev = st.st_dev, .ino = st.st_ino, .fd = -1 };
+        *file = (struct fio_file){ .dev = st.st_dev, .ino = st.st_ino, .fd = -1 };
         const char *base = strrchr(path, '/');
         snprintf(file->name, sizeof file->name, "%s", base ? base + 1 : path);
         snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
@@ -222,8 +222,11 @@ static int fio_record(struct fio_file *file, uint64_t off, uint64_t len) {
                         return r;
         }
 
-        file->changes[file->n_changes++] = (struct fio_change) {
-                .off = off, .len = len, .old_size = size, .old = TAKE_PTR(old),
+        file->changes[file->n_changes++] = (struct fio_change){
+                .off = off,
+                .len = len,
+                .old_size = size,
+                .old = TAKE_PTR(old),
         };
         return 0;
 }
@@ -281,7 +284,7 @@ static int fio_close(const struct eng_io *io, int fd) {
         pthread_mutex_lock(&f->lock);
         struct fio_fdent *e = fio_fdent(f, fd);
         if (e)
-                *e = (struct fio_fdent) { .file = -1 };
+                *e = (struct fio_fdent){ .file = -1 };
         /* Even crashed, the descriptor is released (as close(2) does when it reports EIO). */
         r = eng_io_posix.close(&eng_io_posix, fd);
         if (fio_is_crashed(f))
@@ -466,7 +469,7 @@ int faultio_new(uint64_t seed, faultio **ret) {
 
         if (!f)
                 return -ENOMEM;
-        f->io = (struct eng_io) {
+        f->io = (struct eng_io){
                 .userdata = f,
                 .open = fio_open,
                 .close = fio_close,
@@ -677,9 +680,12 @@ int faultio_crash_apply(faultio *f, faultio_mode mode, struct faultio_stats *ret
 
 const char *faultio_mode_name(faultio_mode mode) {
         switch (mode) {
-        case FAULTIO_DROP: return "DROP";
-        case FAULTIO_TEAR: return "TEAR";
-        case FAULTIO_TEAR_KEEP_SIZE: return "TEAR_KEEP_SIZE";
+        case FAULTIO_DROP:
+                return "DROP";
+        case FAULTIO_TEAR:
+                return "TEAR";
+        case FAULTIO_TEAR_KEEP_SIZE:
+                return "TEAR_KEEP_SIZE";
         }
         return "?";
 }
@@ -753,7 +759,8 @@ uint64_t tst_seed(int argc, char **argv) {
                 return v;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t x = (uint64_t) ts.tv_sec * 1000000007ull ^ (uint64_t) ts.tv_nsec ^ ((uint64_t) getpid() << 32);
+        uint64_t x =
+                (uint64_t) ts.tv_sec * 1000000007ull ^ (uint64_t) ts.tv_nsec ^ ((uint64_t) getpid() << 32);
         return (tst_rand(&x) & 0xffffffffffull) | 1; /* short enough to type back */
 }
 

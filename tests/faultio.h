@@ -48,10 +48,10 @@ const char *faultio_mode_name(faultio_mode mode);
 typedef struct faultio faultio;
 
 struct faultio_stats {
-        uint64_t files;            /* files that had unsynced changes */
-        uint64_t changes;          /* unsynced changes found */
+        uint64_t files; /* files that had unsynced changes */
+        uint64_t changes; /* unsynced changes found */
         uint64_t sectors_reverted; /* sector-sized pieces put back to an older content */
-        uint64_t sectors_kept;     /* (TEAR) sector-sized pieces whose newer content survived */
+        uint64_t sectors_kept; /* (TEAR) sector-sized pieces whose newer content survived */
 };
 
 /* Creates a shim; SEED drives the tearing. */

@@ -90,11 +90,11 @@ _Noreturn static void fail(const char *fmt, ...) {
         _exit(1);
 }
 
-#define CHECK_R(expr, what, ...)                                                        \
-        do {                                                                            \
-                int _r = (expr);                                                        \
-                if (_r < 0)                                                             \
-                        fail("%s: " what ": %s", #expr, ##__VA_ARGS__, strerror(-_r)); \
+#define CHECK_R(expr, what, ...)                                                                            \
+        do {                                                                                                \
+                int _r = (expr);                                                                            \
+                if (_r < 0)                                                                                 \
+                        fail("%s: " what ": %s", #expr, ##__VA_ARGS__, strerror(-_r));                      \
         } while (0)
 
 static void compare(const char *what, uint32_t id, const uint8_t *buf, const uint8_t *expect, size_t len,
@@ -117,8 +117,10 @@ static struct fmodel *model_new(const char *phase) {
                 fail("out of memory");
         m->phase = phase;
         G.phase = phase;
-        tst_watchdog(120, "phase %s ran for 120 s (deadlock or livelock in the engine?); rerun with "
-                     "LVSS_TEST_SEED=%" PRIu64, phase, G.seed);
+        tst_watchdog(120,
+                     "phase %s ran for 120 s (deadlock or livelock in the engine?); rerun with "
+                     "LVSS_TEST_SEED=%" PRIu64,
+                     phase, G.seed);
         return m;
 }
 
@@ -167,12 +169,12 @@ static uint32_t take(struct fmodel *m, bool persistent) {
 
         if (m->n_snaps == MAX_SNAPS)
                 fail("too many snapshots in the model");
-        *s = (struct fsnap) { .persistent = persistent, .data = malloc(SIZE) };
+        *s = (struct fsnap){ .persistent = persistent, .data = malloc(SIZE) };
         if (!s->data)
                 fail("out of memory");
         memcpy(s->data, m->live, SIZE);
         memcpy(s->gen, m->gen, sizeof s->gen);
-        CHECK_R(engine_snapshot_create(m->v, &(struct eng_snap_params) { .persistent = persistent }, &s->id),
+        CHECK_R(engine_snapshot_create(m->v, &(struct eng_snap_params){ .persistent = persistent }, &s->id),
                 "creating snapshot number %zu", m->n_snaps + 1);
         m->n_snaps++;
         return s->id;
@@ -215,13 +217,15 @@ static unsigned sync_list(struct fmodel *m, bool may_reclaim) {
 }
 
 static void check_oldest_first(struct fmodel *m, size_t first_auto) {
-        /* Among snapshots created since FIRST_AUTO (none deleted by the test), the gone ones are a prefix. */
+        /* Among snapshots created since FIRST_AUTO (none deleted by the test), the gone ones are a prefix.
+         */
         bool survivor = false;
         for (size_t i = first_auto; i < m->n_snaps; i++) {
                 if (!m->snaps[i].gone)
                         survivor = true;
                 else if (survivor)
-                        fail("snapshot %u was reclaimed although older snapshot(s) survive (oldest must go first)",
+                        fail("snapshot %u was reclaimed although older snapshot(s) survive (oldest must go "
+                             "first)",
                              m->snaps[i].id);
         }
 }
@@ -241,10 +245,12 @@ static void check_all(struct fmodel *m, const char *when) {
         }
         CHECK_R(engine_volume_info(m->v, &info), "volume info");
         if (info.diff_max != ENG_DIFF_UNBOUNDED && info.diff_used > info.diff_max)
-                fail("%s: diff_used %" PRIu64 " exceeds diff_max %" PRIu64, when, info.diff_used, info.diff_max);
+                fail("%s: diff_used %" PRIu64 " exceeds diff_max %" PRIu64, when, info.diff_used,
+                     info.diff_max);
         unsigned need = model_needed(m, -1);
         if (info.exceptions < need)
-                fail("%s: the engine maps %" PRIu64 " preserved chunks, the surviving snapshots need at least %u",
+                fail("%s: the engine maps %" PRIu64
+                     " preserved chunks, the surviving snapshots need at least %u",
                      when, info.exceptions, need);
 }
 
@@ -282,9 +288,11 @@ static eng_volume *make_volume(const char *sub, uint64_t diff_max, eng_policy po
 
         if (asprintf(&d, "%s/%s", G.dir, sub) < 0)
                 fail("out of memory");
-        CHECK_R(engine_volume_create(d, &(struct eng_create_params) { .size = SIZE, .chunk_size = CHUNK,
-                                                                      .diff_max = diff_max, .policy = policy },
-                                     &v),
+        CHECK_R(engine_volume_create(
+                        d,
+                        &(struct eng_create_params){
+                                .size = SIZE, .chunk_size = CHUNK, .diff_max = diff_max, .policy = policy },
+                        &v),
                 "creating volume %s", d);
         return v;
 }
@@ -299,8 +307,8 @@ static void expect_info(struct fmodel *m, uint64_t diff_max, eng_policy policy, 
 
         CHECK_R(engine_volume_info(m->v, &info), "volume info");
         if (info.diff_max != diff_max || info.policy != policy)
-                fail("%s: diff_max %" PRIu64 " policy %d, expected %" PRIu64 " policy %d", when, info.diff_max,
-                     info.policy, diff_max, policy);
+                fail("%s: diff_max %" PRIu64 " policy %d, expected %" PRIu64 " policy %d", when,
+                     info.diff_max, info.policy, diff_max, policy);
 }
 
 static uint64_t reclaimed_count(struct fmodel *m) {
@@ -349,12 +357,14 @@ static void run_protect_volume(uint64_t *rng, unsigned steps) {
                         else
                                 r = write_range(m, rng, kind - 5, (uint64_t) c * CHUNK + 7, CHUNK);
                         if (r < 0)
-                                fail("step %u: a live write failed under PROTECT_VOLUME: %s", step, strerror(-r));
+                                fail("step %u: a live write failed under PROTECT_VOLUME: %s", step,
+                                     strerror(-r));
 
                         unsigned got = sync_list(m, true);
                         reclaimed += got;
                         if (reclaimed_count(m) != reclaimed)
-                                fail("step %u: snapshots_reclaimed is %" PRIu64 ", %" PRIu64 " snapshots are gone",
+                                fail("step %u: snapshots_reclaimed is %" PRIu64 ", %" PRIu64
+                                     " snapshots are gone",
                                      step, reclaimed_count(m), reclaimed);
                         check_oldest_first(m, first_auto);
                         if (got > 0) {
@@ -370,7 +380,8 @@ static void run_protect_volume(uint64_t *rng, unsigned steps) {
                 check_all(m, "PROTECT_VOLUME step");
         }
         if (reclaimed < 3)
-                fail("only %" PRIu64 " snapshots reclaimed over %u steps: the diff area maximum is not enforced",
+                fail("only %" PRIu64
+                     " snapshots reclaimed over %u steps: the diff area maximum is not enforced",
                      reclaimed, steps);
 
         /* Reopen: the limit and the surviving persistent snapshots stay. */
@@ -389,7 +400,8 @@ static void run_protect_volume(uint64_t *rng, unsigned steps) {
         size_t left = 0;
         for (size_t i = 0; i < m->n_snaps; i++)
                 left += !m->snaps[i].gone;
-        printf("protect-volume: %u steps, %zu snapshots taken, %" PRIu64 " reclaimed by the engine, %zu left; "
+        printf("protect-volume: %u steps, %zu snapshots taken, %" PRIu64
+               " reclaimed by the engine, %zu left; "
                "%" PRIu64 " reclaims took more than an ideal engine needs\n",
                steps, m->n_snaps, reclaimed, left, m->over_reclaimed);
         engine_volume_close(m->v);
@@ -398,7 +410,8 @@ static void run_protect_volume(uint64_t *rng, unsigned steps) {
 
 /* ---- PROTECT_SNAPSHOTS ---- */
 
-static void expect_enospc(struct fmodel *m, uint64_t *rng, int kind, uint64_t off, uint64_t len, const char *what) {
+static void expect_enospc(struct fmodel *m, uint64_t *rng, int kind, uint64_t off, uint64_t len,
+                          const char *what) {
         static uint8_t before[SIZE];
         int r;
 
@@ -435,8 +448,10 @@ static void run_protect_snapshots(uint64_t *rng) {
         expect_enospc(m, rng, 0, 20 * CHUNK + 100, 1000, "write to a new chunk on a full diff area");
         expect_enospc(m, rng, 1, 21 * CHUNK + 5, 3 * CHUNK, "write_zeroes on a full diff area");
         expect_enospc(m, rng, 2, 30 * CHUNK, CHUNK, "discard of a whole chunk on a full diff area");
-        /* A write spanning a chunk that needs no slot (7: written since the last snapshot) and one that does. */
-        expect_enospc(m, rng, 0, 7 * CHUNK + 1000, CHUNK + 500, "write over chunks 7 (no CoW needed) and 8 (CoW)");
+        /* A write spanning a chunk that needs no slot (7: written since the last snapshot) and one that
+         * does. */
+        expect_enospc(m, rng, 0, 7 * CHUNK + 1000, CHUNK + 500,
+                      "write over chunks 7 (no CoW needed) and 8 (CoW)");
         if (reclaimed_count(m) != 0)
                 fail("a snapshot was reclaimed under PROTECT_SNAPSHOTS");
 
@@ -447,13 +462,15 @@ static void run_protect_snapshots(uint64_t *rng) {
 
         /* Deleting S2 frees nothing (its chunks are S1's too). */
         drop(m, s2);
-        expect_enospc(m, rng, 0, 20 * CHUNK + 100, 1000, "write to a new chunk after deleting a snapshot that freed "
-                                                       "no slot");
+        expect_enospc(m, rng, 0, 20 * CHUNK + 100, 1000,
+                      "write to a new chunk after deleting a snapshot that freed "
+                      "no slot");
 
         /* A new snapshot, then deleting S1 frees every slot: the write goes through. */
         uint32_t s3 = take(m, false);
         drop(m, s1);
-        CHECK_R(write_chunk(m, rng, 20, false), "writing a new chunk after deleting the snapshot holding the slots");
+        CHECK_R(write_chunk(m, rng, 20, false),
+                "writing a new chunk after deleting the snapshot holding the slots");
         check_all(m, "after freeing slots");
 
         /* Fill again for S3 (one slot used by chunk 20), then -ENOSPC again. */
@@ -465,12 +482,14 @@ static void run_protect_snapshots(uint64_t *rng) {
                 fail("snapshot %u is gone under PROTECT_SNAPSHOTS", s3);
 
         /* Raising the limit lets the write through. */
-        CHECK_R(engine_set_limit(m->v, (CAP + 1) * CHUNK, ENG_POLICY_PROTECT_SNAPSHOTS), "raising the limit");
+        CHECK_R(engine_set_limit(m->v, (CAP + 1) * CHUNK, ENG_POLICY_PROTECT_SNAPSHOTS),
+                "raising the limit");
         CHECK_R(write_chunk(m, rng, 60, false), "writing after raising the limit");
         check_all(m, "after raising the limit");
 
         printf("protect-snapshots: -ENOSPC with nothing changed for writes, zeroes, discards and a partly "
-               "CoW-free write; delete of a slot-sharing snapshot freed nothing, then slots freed; snapshots "
+               "CoW-free write; delete of a slot-sharing snapshot freed nothing, then slots freed; "
+               "snapshots "
                "intact\n");
         engine_volume_close(m->v);
         model_free(m);
@@ -500,7 +519,8 @@ static struct fmodel *three_snapshots(const char *sub, eng_policy policy, uint64
 static void run_shrink(uint64_t *rng) {
         /* PROTECT_VOLUME: down to 6 slots, S1 (frees 4, 8 left) and S2 (frees 4) go. */
         struct fmodel *m = three_snapshots("shrink-pv", ENG_POLICY_PROTECT_VOLUME, rng);
-        CHECK_R(engine_set_limit(m->v, 6 * CHUNK, ENG_POLICY_PROTECT_VOLUME), "shrinking the limit below use");
+        CHECK_R(engine_set_limit(m->v, 6 * CHUNK, ENG_POLICY_PROTECT_VOLUME),
+                "shrinking the limit below use");
         if (sync_list(m, true) != 2 || !m->snaps[0].gone || !m->snaps[1].gone || m->snaps[2].gone)
                 fail("shrinking to 6 slots under PROTECT_VOLUME: expected exactly the two oldest snapshots "
                      "reclaimed (gone: %d %d %d)",
@@ -529,9 +549,11 @@ static void run_shrink(uint64_t *rng) {
         expect_info(m, 16 * CHUNK, ENG_POLICY_PROTECT_SNAPSHOTS, "after a refused shrink");
         sync_list(m, false);
         check_all(m, "after a refused shrink");
-        CHECK_R(engine_set_limit(m->v, 12 * CHUNK, ENG_POLICY_PROTECT_SNAPSHOTS), "shrinking to exactly the use");
+        CHECK_R(engine_set_limit(m->v, 12 * CHUNK, ENG_POLICY_PROTECT_SNAPSHOTS),
+                "shrinking to exactly the use");
         expect_enospc(m, rng, 0, 100 * CHUNK + 9, 10, "write to a new chunk after shrinking to the use");
-        CHECK_R(engine_set_limit(m->v, ENG_DIFF_UNBOUNDED, ENG_POLICY_PROTECT_SNAPSHOTS), "removing the limit");
+        CHECK_R(engine_set_limit(m->v, ENG_DIFF_UNBOUNDED, ENG_POLICY_PROTECT_SNAPSHOTS),
+                "removing the limit");
         expect_info(m, ENG_DIFF_UNBOUNDED, ENG_POLICY_PROTECT_SNAPSHOTS, "unbounded");
         CHECK_R(write_chunk(m, rng, 100, false), "writing after removing the limit");
         sync_list(m, false);
@@ -539,7 +561,8 @@ static void run_shrink(uint64_t *rng) {
         engine_volume_close(m->v);
         model_free(m);
 
-        printf("shrink: PROTECT_VOLUME reclaimed exactly the 2 oldest of 3 snapshots and kept the limit over a "
+        printf("shrink: PROTECT_VOLUME reclaimed exactly the 2 oldest of 3 snapshots and kept the limit "
+               "over a "
                "reopen; PROTECT_SNAPSHOTS refused with -ENOSPC and changed nothing\n");
 }
 
@@ -569,13 +592,17 @@ static void run_racing_enospc(uint64_t *rng, unsigned attempts) {
         eng_volume *v;
 
         G.phase = "protect-snapshots-racing";
-        tst_watchdog(120, "phase %s ran for 120 s (deadlock or livelock in the engine?); rerun with "
-                     "LVSS_TEST_SEED=%" PRIu64, G.phase, G.seed);
+        tst_watchdog(120,
+                     "phase %s ran for 120 s (deadlock or livelock in the engine?); rerun with "
+                     "LVSS_TEST_SEED=%" PRIu64,
+                     G.phase, G.seed);
         if (asprintf(&d, "%s/race", G.dir) < 0)
                 fail("out of memory");
-        CHECK_R(engine_volume_create(d, &(struct eng_create_params) { .size = SIZE, .chunk_size = CHUNK,
-                                                                      .diff_max = 4 * CHUNK,
-                                                                      .policy = ENG_POLICY_PROTECT_SNAPSHOTS },
+        CHECK_R(engine_volume_create(d,
+                                     &(struct eng_create_params){ .size = SIZE,
+                                                                  .chunk_size = CHUNK,
+                                                                  .diff_max = 4 * CHUNK,
+                                                                  .policy = ENG_POLICY_PROTECT_SNAPSHOTS },
                                      &v),
                 "creating %s", d);
         tst_rand_fill(rng, live, SIZE);
@@ -585,7 +612,8 @@ static void run_racing_enospc(uint64_t *rng, unsigned attempts) {
                 struct racer rc[2];
                 uint32_t id;
 
-                CHECK_R(engine_snapshot_create(v, &(struct eng_snap_params) { .persistent = a % 2 }, &id), "snapshot");
+                CHECK_R(engine_snapshot_create(v, &(struct eng_snap_params){ .persistent = a % 2 }, &id),
+                        "snapshot");
                 /* Two slots used, two free; each racer needs two (its range spans two fresh chunks). */
                 for (unsigned c = 0; c < 2; c++) {
                         live[c * CHUNK] ^= 0xff;
@@ -593,8 +621,10 @@ static void run_racing_enospc(uint64_t *rng, unsigned attempts) {
                 }
                 CHECK_R(engine_hold(v, 10000), "holding");
                 for (unsigned t = 0; t < 2; t++) {
-                        rc[t] = (struct racer) { .v = v, .len = 300,
-                                                 .off = (uint64_t) (10 + 10 * t + (a % 10) * 20) * CHUNK + CHUNK - 100 };
+                        rc[t] = (struct racer){ .v = v,
+                                                .len = 300,
+                                                .off = (uint64_t) (10 + 10 * t + (a % 10) * 20) * CHUNK +
+                                                       CHUNK - 100 };
                         rc[t].buf = malloc(rc[t].len);
                         if (!rc[t].buf)
                                 fail("out of memory");
@@ -615,20 +645,26 @@ static void run_racing_enospc(uint64_t *rng, unsigned attempts) {
                         else if (rc[t].r == -ENOSPC)
                                 failed++;
                         else
-                                fail("attempt %u: racing write %u returned %d (%s)", a, t, rc[t].r, strerror(-rc[t].r));
+                                fail("attempt %u: racing write %u returned %d (%s)", a, t, rc[t].r,
+                                     strerror(-rc[t].r));
                 }
                 CHECK_R(engine_read(v, buf, SIZE, 0), "reading live");
                 for (unsigned t = 0; t < 2; t++)
-                        if (rc[t].r == -ENOSPC && memcmp(buf + rc[t].off, live + rc[t].off, rc[t].len) != 0) {
+                        if (rc[t].r == -ENOSPC &&
+                            memcmp(buf + rc[t].off, live + rc[t].off, rc[t].len) != 0) {
                                 uint64_t i = 0;
                                 while (buf[rc[t].off + i] == live[rc[t].off + i])
                                         i++;
-                                fail("attempt %u: two writes held, then released together, raced for the last two "
-                                     "slots; write %u [%" PRIu64 ", +%" PRIu64 ") failed with -ENOSPC (the other %s) "
-                                     "but changed the live volume at byte %" PRIu64 " (chunk %" PRIu64 "): a refused "
+                                fail("attempt %u: two writes held, then released together, raced for the "
+                                     "last two "
+                                     "slots; write %u [%" PRIu64 ", +%" PRIu64
+                                     ") failed with -ENOSPC (the other %s) "
+                                     "but changed the live volume at byte %" PRIu64 " (chunk %" PRIu64
+                                     "): a refused "
                                      "write must change nothing",
-                                     a, t, rc[t].off, rc[t].len, rc[1 - t].r == 0 ? "succeeded" : "was refused too",
-                                     rc[t].off + i, (rc[t].off + i) / CHUNK);
+                                     a, t, rc[t].off, rc[t].len,
+                                     rc[1 - t].r == 0 ? "succeeded" : "was refused too", rc[t].off + i,
+                                     (rc[t].off + i) / CHUNK);
                         }
                 compare("live after racing writes", 0, buf, live, SIZE, 0);
                 if (failed == 0)
@@ -680,15 +716,19 @@ static void run_room_while_punching(uint64_t *rng) {
         _cleanup_free_ char *d = NULL;
         struct deleter del = {};
 
-        tst_watchdog(30, "phase %s: a write needing room while freed slots were punched made no progress for 30 s "
-                     "(a writer spinning on the volume lock?); rerun with LVSS_TEST_SEED=%" PRIu64,
-                     m->phase, G.seed);
+        tst_watchdog(
+                30,
+                "phase %s: a write needing room while freed slots were punched made no progress for 30 s "
+                "(a writer spinning on the volume lock?); rerun with LVSS_TEST_SEED=%" PRIu64,
+                m->phase, G.seed);
         io.punch = slow_punch;
         if (asprintf(&d, "%s/punch", G.dir) < 0)
                 fail("out of memory");
-        CHECK_R(engine_volume_create_io(d, &(struct eng_create_params) { .size = SIZE, .chunk_size = CHUNK,
-                                                                         .diff_max = 4 * CHUNK,
-                                                                         .policy = ENG_POLICY_PROTECT_VOLUME },
+        CHECK_R(engine_volume_create_io(d,
+                                        &(struct eng_create_params){ .size = SIZE,
+                                                                     .chunk_size = CHUNK,
+                                                                     .diff_max = 4 * CHUNK,
+                                                                     .policy = ENG_POLICY_PROTECT_VOLUME },
                                         &io, &m->v),
                 "creating %s", d);
         fill(m, rng);
@@ -698,7 +738,7 @@ static void run_room_while_punching(uint64_t *rng) {
         take(m, false);
 
         __atomic_store_n(&punch_slow, true, __ATOMIC_RELEASE);
-        del = (struct deleter) { .v = m->v, .id = s1 };
+        del = (struct deleter){ .v = m->v, .id = s1 };
         if (pthread_create(&del.thread, NULL, deleter_main, &del) != 0)
                 fail("pthread_create failed");
         for (int i = 0; i < 5000 && !__atomic_load_n(&punch_entered, __ATOMIC_ACQUIRE); i++) {
@@ -719,7 +759,8 @@ static void run_room_while_punching(uint64_t *rng) {
         check_all(m, "after a write during the punch of freed slots");
         engine_volume_close(m->v);
         model_free(m);
-        printf("room-while-punching: a write needing a slot waited for the punch of freed slots and succeeded\n");
+        printf("room-while-punching: a write needing a slot waited for the punch of freed slots and "
+               "succeeded\n");
 }
 
 /* ---- revert on a full diff area ---- */
@@ -745,16 +786,20 @@ static void run_revert_full(uint64_t *rng) {
         sync_list(m, true);
         if (r >= 0) {
                 memcpy(m->live, source, SIZE);
-                compare("live after reverting to the oldest snapshot on a full diff area", s1, buf, m->live, SIZE, 0);
+                compare("live after reverting to the oldest snapshot on a full diff area", s1, buf, m->live,
+                        SIZE, 0);
         } else {
                 unsigned changed = 0;
                 for (unsigned c = 0; c < N_CHUNKS; c++)
                         changed += memcmp(buf + c * CHUNK, m->live + c * CHUNK, CHUNK) != 0;
                 if (changed > 0)
-                        fail("revert to the oldest snapshot %u on a full diff area (PROTECT_VOLUME) failed with %s "
-                             "after changing %u chunk(s) of the live volume (snapshot %u %s): it must complete, or "
+                        fail("revert to the oldest snapshot %u on a full diff area (PROTECT_VOLUME) failed "
+                             "with %s "
+                             "after changing %u chunk(s) of the live volume (snapshot %u %s): it must "
+                             "complete, or "
                              "fail having changed nothing",
-                             s1, strerror(-r), changed, s1, model_find(m, s1) ? "still exists" : "was reclaimed meanwhile");
+                             s1, strerror(-r), changed, s1,
+                             model_find(m, s1) ? "still exists" : "was reclaimed meanwhile");
         }
         engine_volume_close(m->v);
         model_free(m);
@@ -771,8 +816,8 @@ int main(int argc, char **argv) {
         setvbuf(stdout, NULL, _IOLBF, 0); /* progress stays visible if a watchdog ends the run */
 
         G.seed = seed;
-        printf("test-diffarea-full: seed %" PRIu64 " (LVSS_TEST_SEED), %u steps (LVSS_TEST_ITERATIONS)\n", seed,
-               steps);
+        printf("test-diffarea-full: seed %" PRIu64 " (LVSS_TEST_SEED), %u steps (LVSS_TEST_ITERATIONS)\n",
+               seed, steps);
         fflush(stdout);
         CHECK_R(tst_mkdtemp("diffarea-full", &G.dir), "creating a temporary directory");
         tst_watchdog_cleanup(G.dir);

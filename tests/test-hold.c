@@ -66,11 +66,11 @@ _Noreturn static void fail(const char *fmt, ...) {
         _exit(1);
 }
 
-#define CHECK_R(expr, what, ...)                                                        \
-        do {                                                                            \
-                int _r = (expr);                                                        \
-                if (_r < 0)                                                             \
-                        fail("%s: " what ": %s", #expr, ##__VA_ARGS__, strerror(-_r)); \
+#define CHECK_R(expr, what, ...)                                                                            \
+        do {                                                                                                \
+                int _r = (expr);                                                                            \
+                if (_r < 0)                                                                                 \
+                        fail("%s: " what ": %s", #expr, ##__VA_ARGS__, strerror(-_r));                      \
         } while (0)
 
 static void step(const char *s) {
@@ -87,9 +87,9 @@ static void sleep_ms(unsigned ms) {
 /* ---- an I/O layer that can stop one image write inside the engine ---- */
 
 static struct {
-        bool armed;       /* the next pwrite of the image is delayed */
-        bool entered;     /* that pwrite has started */
-        bool passed;      /* and finished */
+        bool armed; /* the next pwrite of the image is delayed */
+        bool entered; /* that pwrite has started */
+        bool passed; /* and finished */
         unsigned delay_ms;
         int image_fd;
 } gate = { .image_fd = -1 };
@@ -133,7 +133,8 @@ static void gate_wait_entered(void) {
         for (int i = 0; i < 5000 && !__atomic_load_n(&gate.entered, __ATOMIC_ACQUIRE); i++)
                 sleep_ms(1);
         if (!__atomic_load_n(&gate.entered, __ATOMIC_ACQUIRE))
-                fail("the write never reached a pwrite of DIR/image (does the engine write the image through io?)");
+                fail("the write never reached a pwrite of DIR/image (does the engine write the image "
+                     "through io?)");
 }
 
 /* ---- a writer thread ---- */
@@ -146,21 +147,22 @@ struct writer {
         size_t len;
         uint64_t off;
         int r;
-        bool done;        /* set after engine_write returned */
+        bool done; /* set after engine_write returned */
         uint64_t done_ns;
 };
 
 static void *writer_main(void *p) {
         struct writer *w = p;
 
-        w->r = w->zeroes ? engine_write_zeroes(w->v, w->len, w->off) : engine_write(w->v, w->buf, w->len, w->off);
+        w->r = w->zeroes ? engine_write_zeroes(w->v, w->len, w->off)
+                         : engine_write(w->v, w->buf, w->len, w->off);
         w->done_ns = tst_now_ns();
         __atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
         return NULL;
 }
 
 static void writer_start(struct writer *w, eng_volume *v, const uint8_t *buf, size_t len, uint64_t off) {
-        *w = (struct writer) { .v = v, .buf = buf, .zeroes = buf == NULL, .len = len, .off = off };
+        *w = (struct writer){ .v = v, .buf = buf, .zeroes = buf == NULL, .len = len, .off = off };
         if (pthread_create(&w->thread, NULL, writer_main, w) != 0)
                 fail("pthread_create failed");
 }
@@ -188,8 +190,8 @@ static void expect_read(eng_volume *v, uint32_t id, const uint8_t *expect, size_
                 size_t i = 0;
                 while (buf[i] == expect[i])
                         i++;
-                fail("%s: %s [%" PRIu64 ", +%zu) differs at byte %" PRIu64 ": read 0x%02x, expected 0x%02x", what,
-                     id ? "snapshot" : "live volume", off, len, off + i, buf[i], expect[i]);
+                fail("%s: %s [%" PRIu64 ", +%zu) differs at byte %" PRIu64 ": read 0x%02x, expected 0x%02x",
+                     what, id ? "snapshot" : "live volume", off, len, off + i, buf[i], expect[i]);
         }
 }
 
@@ -208,7 +210,8 @@ static void test_drain(eng_volume *v, uint64_t *rng) {
         CHECK_R(engine_hold(v, 5000), "holding with a write in flight");
         uint64_t dt = tst_now_ns() - t0;
         if (!__atomic_load_n(&gate.passed, __ATOMIC_ACQUIRE))
-                fail("engine_hold returned after %.0f ms while a write was still inside its image pwrite", dt / 1e6);
+                fail("engine_hold returned after %.0f ms while a write was still inside its image pwrite",
+                     dt / 1e6);
         CHECK_R(engine_release(v), "releasing");
         writer_join(&w, "the write in flight");
         expect_read(v, 0, a, sizeof a, 5 * CHUNK + 100, "after a drained hold");
@@ -229,7 +232,8 @@ static void test_drain(eng_volume *v, uint64_t *rng) {
                      __atomic_load_n(&gate.passed, __ATOMIC_ACQUIRE));
         r = engine_release(v);
         if (r != -ENOENT)
-                fail("release after a hold that timed out draining returned %d, expected -ENOENT (no hold)", r);
+                fail("release after a hold that timed out draining returned %d, expected -ENOENT (no hold)",
+                     r);
         writer_join(&w, "the slow write");
         /* No hold is left: a write goes straight through. */
         t0 = tst_now_ns();
@@ -260,11 +264,14 @@ static void test_block(eng_volume *v, uint64_t *rng) {
         writer_start(&wz, v, NULL, sizeof zeros, zoff);
         sleep_ms(300);
         if (writer_done(&w) || writer_done(&wz))
-                fail("a write started during the hold returned before the release (write %d, write_zeroes %d: %d %d)",
+                fail("a write started during the hold returned before the release (write %d, write_zeroes "
+                     "%d: %d %d)",
                      writer_done(&w), writer_done(&wz), w.r, wz.r);
-        expect_read(v, 0, old, sizeof old, off, "reading during the hold: the held write must not have landed");
-        expect_read(v, 0, zold, sizeof zeros, zoff, "reading during the hold: the held write_zeroes must not have "
-                                                  "landed");
+        expect_read(v, 0, old, sizeof old, off,
+                    "reading during the hold: the held write must not have landed");
+        expect_read(v, 0, zold, sizeof zeros, zoff,
+                    "reading during the hold: the held write_zeroes must not have "
+                    "landed");
         uint64_t t_rel = tst_now_ns();
         CHECK_R(engine_release(v), "releasing");
         writer_join(&w, "the held write");
@@ -287,7 +294,8 @@ static void test_block(eng_volume *v, uint64_t *rng) {
         for (int i = 0; i < 5000 && !writer_done(&w); i++)
                 sleep_ms(1);
         if (!writer_done(&w))
-                fail("the hold did not lift by itself at its 300 ms deadline (5 s later the write still waits)");
+                fail("the hold did not lift by itself at its 300 ms deadline (5 s later the write still "
+                     "waits)");
         writer_join(&w, "the write held until the deadline");
         if (w.done_ns - t0 < 295 * MS)
                 fail("the write held by a 300 ms hold finished after only %.0f ms", (w.done_ns - t0) / 1e6);
@@ -298,7 +306,8 @@ static void test_block(eng_volume *v, uint64_t *rng) {
         r = engine_release(v);
         if (r != -ENOENT)
                 fail("a second release after the deadline returned %d, expected -ENOENT", r);
-        printf("deadline: the held write went through %.0f ms after the hold began; release said -ETIMEDOUT\n",
+        printf("deadline: the held write went through %.0f ms after the hold began; release said "
+               "-ETIMEDOUT\n",
                (w.done_ns - t0) / 1e6);
 
         step("a second hold, a release without a hold");
@@ -317,7 +326,6 @@ static void test_block(eng_volume *v, uint64_t *rng) {
         CHECK_R(engine_hold(v, 5000), "holding again");
         CHECK_R(engine_release(v), "releasing again");
         printf("second hold: -EBUSY, release without hold -ENOENT\n");
-
 }
 
 static void test_snapshot(eng_volume **vp, const char *dir, uint64_t *rng) {
@@ -335,9 +343,10 @@ static void test_snapshot(eng_volume **vp, const char *dir, uint64_t *rng) {
         writer_start(&w, v, b, sizeof b, off);
         writer_start(&w2, v, NULL, 100, off + 5);
         sleep_ms(100);
-        CHECK_R(engine_snapshot_create(v, &(struct eng_snap_params) { .persistent = true, .label = "held" }, &id),
+        CHECK_R(engine_snapshot_create(v, &(struct eng_snap_params){ .persistent = true, .label = "held" },
+                                       &id),
                 "creating a persistent snapshot while held");
-        CHECK_R(engine_snapshot_create(v, &(struct eng_snap_params) { .persistent = false }, &id2),
+        CHECK_R(engine_snapshot_create(v, &(struct eng_snap_params){ .persistent = false }, &id2),
                 "creating a non-persistent snapshot while held");
         if (writer_done(&w) || writer_done(&w2))
                 fail("a held write finished before the release");
@@ -378,7 +387,7 @@ struct busy {
         eng_volume *v;
         unsigned idx;
         uint64_t off, len;
-        uint32_t started, completed;   /* counters, atomics */
+        uint32_t started, completed; /* counters, atomics */
         bool stop;
         int r;
 };
@@ -421,9 +430,12 @@ static void test_busy(eng_volume *v, unsigned cycles) {
         if (!buf || !expect)
                 fail("out of memory");
         for (unsigned t = 0; t < N_BUSY; t++) {
-                /* Regions of 3 chunks and a bit, 4-byte aligned but not chunk-aligned; neighbours share a chunk. */
-                b[t] = (struct busy) { .v = v, .idx = t, .off = 100 * CHUNK + t * (3 * CHUNK + 1024),
-                                       .len = 3 * CHUNK + 1024 };
+                /* Regions of 3 chunks and a bit, 4-byte aligned but not chunk-aligned; neighbours share a
+                 * chunk. */
+                b[t] = (struct busy){ .v = v,
+                                      .idx = t,
+                                      .off = 100 * CHUNK + t * (3 * CHUNK + 1024),
+                                      .len = 3 * CHUNK + 1024 };
                 if (pthread_create(&b[t].thread, NULL, busy_main, &b[t]) != 0)
                         fail("pthread_create failed");
         }
@@ -435,11 +447,12 @@ static void test_busy(eng_volume *v, unsigned cycles) {
                 CHECK_R(engine_hold(v, 5000), "hold %u under busy writers", k);
                 for (unsigned t = 0; t < N_BUSY; t++)
                         max_c[t] = __atomic_load_n(&b[t].started, __ATOMIC_ACQUIRE);
-                CHECK_R(engine_snapshot_create(v, &(struct eng_snap_params) { .persistent = k % 2 }, &id),
+                CHECK_R(engine_snapshot_create(v, &(struct eng_snap_params){ .persistent = k % 2 }, &id),
                         "snapshot %u under hold", k);
                 CHECK_R(engine_release(v), "release %u", k);
                 for (unsigned t = 0; t < N_BUSY; t++) {
-                        CHECK_R(engine_snapshot_read(v, id, buf, b[t].len, b[t].off), "reading snapshot %u", id);
+                        CHECK_R(engine_snapshot_read(v, id, buf, b[t].len, b[t].off), "reading snapshot %u",
+                                id);
                         uint32_t x;
                         memcpy(&x, buf, 4);
                         uint32_t c = x / 8u;
@@ -448,14 +461,18 @@ static void test_busy(eng_volume *v, unsigned cycles) {
                                 size_t i = 0;
                                 while (buf[i] == expect[i])
                                         i++;
-                                fail("snapshot %u (cycle %u): writer %u's region is torn: it starts with write #%u "
-                                     "but byte %zu (chunk %" PRIu64 ") differs: a write was half applied when the "
+                                fail("snapshot %u (cycle %u): writer %u's region is torn: it starts with "
+                                     "write #%u "
+                                     "but byte %zu (chunk %" PRIu64
+                                     ") differs: a write was half applied when the "
                                      "hold returned",
                                      id, k, t, c, i, (b[t].off + i) / CHUNK);
                         }
                         if (c < min_c[t] || c > max_c[t])
-                                fail("snapshot %u (cycle %u): writer %u's region holds write #%u; before the hold "
-                                     "#%" PRIu64 " had completed, at the hold #%" PRIu64 " was the newest started",
+                                fail("snapshot %u (cycle %u): writer %u's region holds write #%u; before "
+                                     "the hold "
+                                     "#%" PRIu64 " had completed, at the hold #%" PRIu64
+                                     " was the newest started",
                                      id, k, t, c, min_c[t], max_c[t]);
                         busy_holds += c != max_c[t];
                 }
@@ -482,12 +499,14 @@ static void test_lapsed(eng_volume *v) {
         sleep_ms(250);
         r = engine_release(v);
         if (r != -ETIMEDOUT)
-                fail("release 250 ms into a 100 ms hold (no write came) returned %d, expected -ETIMEDOUT", r);
+                fail("release 250 ms into a 100 ms hold (no write came) returned %d, expected -ETIMEDOUT",
+                     r);
         CHECK_R(engine_hold(v, 100), "holding for 100 ms");
         sleep_ms(250);
         r = engine_hold(v, 5000);
         if (r < 0)
-                fail("a new hold 250 ms into a 100 ms hold that lifted by itself (no write came, no release) "
+                fail("a new hold 250 ms into a 100 ms hold that lifted by itself (no write came, no "
+                     "release) "
                      "returned %d (%s), expected success: the earlier hold is no longer held",
                      r, strerror(-r));
         CHECK_R(engine_release(v), "releasing the new hold");
@@ -507,7 +526,8 @@ int main(int argc, char **argv) {
         setvbuf(stdout, NULL, _IOLBF, 0); /* progress stays visible if a watchdog ends the run */
 
         G.seed = seed;
-        printf("test-hold: seed %" PRIu64 " (LVSS_TEST_SEED), %u busy cycles (LVSS_TEST_ITERATIONS)\n", seed, cycles);
+        printf("test-hold: seed %" PRIu64 " (LVSS_TEST_SEED), %u busy cycles (LVSS_TEST_ITERATIONS)\n", seed,
+               cycles);
         fflush(stdout);
 
         gate_io = eng_io_posix;
@@ -518,7 +538,8 @@ int main(int argc, char **argv) {
         step("setup");
         CHECK_R(tst_mkdtemp("hold", &G.dir), "creating a temporary directory");
         tst_watchdog_cleanup(G.dir);
-        CHECK_R(engine_volume_create_io(G.dir, &(struct eng_create_params) { .size = SIZE, .chunk_size = CHUNK },
+        CHECK_R(engine_volume_create_io(G.dir,
+                                        &(struct eng_create_params){ .size = SIZE, .chunk_size = CHUNK },
                                         &gate_io, &v),
                 "creating a volume");
         {
@@ -535,7 +556,8 @@ int main(int argc, char **argv) {
 
         /* The same with a snapshot present, so that writes copy on write while held. */
         uint32_t keep;
-        CHECK_R(engine_snapshot_create(v, &(struct eng_snap_params) { .persistent = true }, &keep), "snapshot");
+        CHECK_R(engine_snapshot_create(v, &(struct eng_snap_params){ .persistent = true }, &keep),
+                "snapshot");
         test_drain(v, &rng);
         test_block(v, &rng);
         test_busy(v, cycles);

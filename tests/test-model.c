@@ -51,8 +51,8 @@ struct msnap {
         uint32_t id;
         bool persistent;
         char label[ENG_LABEL_MAX + 1];
-        uint8_t *data;       /* the live volume when it was taken */
-        uint64_t *dirty;     /* chunks written since it was taken */
+        uint8_t *data; /* the live volume when it was taken */
+        uint64_t *dirty; /* chunks written since it was taken */
 };
 
 struct model {
@@ -62,7 +62,7 @@ struct model {
         uint8_t *live;
         struct msnap snaps[MAX_MODEL_SNAPS];
         size_t n_snaps;
-        uint32_t max_id;            /* highest id ever returned */
+        uint32_t max_id; /* highest id ever returned */
         uint32_t max_persistent_id; /* highest id ever given to a persistent snapshot */
 };
 
@@ -117,11 +117,11 @@ _Noreturn static void fail(const char *fmt, ...) {
         _exit(1);
 }
 
-#define CHECK_R(expr, what, ...)                                                        \
-        do {                                                                            \
-                int _r = (expr);                                                        \
-                if (_r < 0)                                                             \
-                        fail("%s: " what ": %s", #expr, ##__VA_ARGS__, strerror(-_r)); \
+#define CHECK_R(expr, what, ...)                                                                            \
+        do {                                                                                                \
+                int _r = (expr);                                                                            \
+                if (_r < 0)                                                                                 \
+                        fail("%s: " what ": %s", #expr, ##__VA_ARGS__, strerror(-_r));                      \
         } while (0)
 
 static void bitmap_set(uint64_t *b, uint64_t i) {
@@ -163,7 +163,7 @@ static void compare(const char *what, uint32_t id, const uint8_t *buf, const uin
 static void msnap_free(struct msnap *s) {
         free(s->data);
         free(s->dirty);
-        *s = (struct msnap) {};
+        *s = (struct msnap){};
 }
 
 static void model_remove(struct model *m, size_t i) {
@@ -222,15 +222,18 @@ static void check_list(eng_volume *v, struct model *m) {
                 const struct msnap *s = &m->snaps[i];
                 struct eng_snap_info g;
 
-                if (l[i].id != s->id || l[i].persistent != s->persistent || strcmp(l[i].label, s->label) != 0 ||
-                    l[i].state != ENG_SNAP_VALID)
-                        fail("snapshot list entry %zu: id %u persistent %d label \"%s\" state %d; expected id %u "
+                if (l[i].id != s->id || l[i].persistent != s->persistent ||
+                    strcmp(l[i].label, s->label) != 0 || l[i].state != ENG_SNAP_VALID)
+                        fail("snapshot list entry %zu: id %u persistent %d label \"%s\" state %d; expected "
+                             "id %u "
                              "persistent %d label \"%s\" VALID",
-                             i, l[i].id, l[i].persistent, l[i].label, l[i].state, s->id, s->persistent, s->label);
+                             i, l[i].id, l[i].persistent, l[i].label, l[i].state, s->id, s->persistent,
+                             s->label);
                 CHECK_R(engine_snapshot_get(v, s->id, &g), "snapshot_get(%u)", s->id);
                 if (g.id != s->id || g.persistent != s->persistent || strcmp(g.label, s->label) != 0 ||
                     g.created_ns != l[i].created_ns || g.state != ENG_SNAP_VALID)
-                        fail("snapshot_get(%u) disagrees with the list (id %u persistent %d label \"%s\" state %d)",
+                        fail("snapshot_get(%u) disagrees with the list (id %u persistent %d label \"%s\" "
+                             "state %d)",
                              s->id, g.id, g.persistent, g.label, g.state);
                 if (i > 0 && l[i].created_ns < l[i - 1].created_ns)
                         fail("snapshot %u created_ns %" PRIu64 " is before the older %u's %" PRIu64, l[i].id,
@@ -239,8 +242,8 @@ static void check_list(eng_volume *v, struct model *m) {
 
         CHECK_R(engine_volume_info(v, &info), "volume info");
         if (info.size != m->size || info.chunk_size != m->chunk || info.n_snapshots != m->n_snaps)
-                fail("volume info: size %" PRIu64 " chunk %u snapshots %u; expected %" PRIu64 " %u %zu", info.size,
-                     info.chunk_size, info.n_snapshots, m->size, m->chunk, m->n_snaps);
+                fail("volume info: size %" PRIu64 " chunk %u snapshots %u; expected %" PRIu64 " %u %zu",
+                     info.size, info.chunk_size, info.n_snapshots, m->size, m->chunk, m->n_snaps);
         if (info.diff_max != ENG_DIFF_UNBOUNDED)
                 fail("volume info: diff_max %" PRIu64 ", expected unbounded", info.diff_max);
 }
@@ -248,8 +251,8 @@ static void check_list(eng_volume *v, struct model *m) {
 static void check_range(eng_volume *v, struct model *m, const struct msnap *s, uint64_t off, size_t len,
                         uint8_t *buf) {
         if (s) {
-                CHECK_R(engine_snapshot_read(v, s->id, buf, len, off), "reading snapshot %u [%" PRIu64 ", +%zu)",
-                        s->id, off, len);
+                CHECK_R(engine_snapshot_read(v, s->id, buf, len, off),
+                        "reading snapshot %u [%" PRIu64 ", +%zu)", s->id, off, len);
                 compare("snapshot", s->id, buf, s->data + off, len, off, m->chunk);
         } else {
                 CHECK_R(engine_read(v, buf, len, off), "reading live [%" PRIu64 ", +%zu)", off, len);
@@ -289,7 +292,8 @@ static void check_sweep(eng_volume *v, struct model *m, uint64_t *rng, struct st
         /* The last byte alone, and reading past the end. */
         CHECK_R(engine_read(v, buf, 1, m->size - 1), "reading the last byte");
         if (buf[0] != m->live[m->size - 1])
-                fail("last byte of the live volume is 0x%02x, expected 0x%02x", buf[0], m->live[m->size - 1]);
+                fail("last byte of the live volume is 0x%02x, expected 0x%02x", buf[0],
+                     m->live[m->size - 1]);
         int r = engine_read(v, buf, 2, m->size - 1);
         if (r != -EINVAL)
                 fail("reading across the end of the volume returned %d, expected -EINVAL", r);
@@ -350,28 +354,34 @@ static void *writer_main(void *p) {
                 const struct region *rg = &w->regions[mine[tst_rand_below(&w->rng, n_mine)]];
                 uint64_t rlen = rg->end - rg->start, max;
                 switch (tst_rand_below(&w->rng, 3)) {
-                case 0: max = 4096; break;
-                case 1: max = 64 * 1024; break;
-                default: max = MAX_WRITE; break;
+                case 0:
+                        max = 4096;
+                        break;
+                case 1:
+                        max = 64 * 1024;
+                        break;
+                default:
+                        max = MAX_WRITE;
+                        break;
                 }
                 size_t len = tst_rand_between(&w->rng, 1, MIN(max, rlen));
                 uint64_t off = rg->start + tst_rand_below(&w->rng, rlen - len + 1);
                 unsigned kind = (unsigned) tst_rand_below(&w->rng, 10);
 
                 if (kind == 0) {
-                        CHECK_R(engine_write_zeroes(w->v, len, off), "thread %u write_zeroes [%" PRIu64 ", +%zu)",
-                                w->idx, off, len);
+                        CHECK_R(engine_write_zeroes(w->v, len, off),
+                                "thread %u write_zeroes [%" PRIu64 ", +%zu)", w->idx, off, len);
                         memset(m->live + off, 0, len);
                         w->zeroes++;
                 } else if (kind == 1) {
-                        CHECK_R(engine_discard(w->v, len, off), "thread %u discard [%" PRIu64 ", +%zu)", w->idx,
-                                off, len);
+                        CHECK_R(engine_discard(w->v, len, off), "thread %u discard [%" PRIu64 ", +%zu)",
+                                w->idx, off, len);
                         memset(m->live + off, 0, len);
                         w->zeroes++;
                 } else {
                         tst_rand_fill(&w->rng, buf, len);
-                        CHECK_R(engine_write(w->v, buf, len, off), "thread %u write [%" PRIu64 ", +%zu)", w->idx,
-                                off, len);
+                        CHECK_R(engine_write(w->v, buf, len, off), "thread %u write [%" PRIu64 ", +%zu)",
+                                w->idx, off, len);
                         memcpy(m->live + off, buf, len);
                         w->writes++;
                         w->write_bytes += len;
@@ -380,14 +390,15 @@ static void *writer_main(void *p) {
                                 fail("out of memory");
                         memcpy(w->done_data[w->n_done], buf, len);
                 }
-                w->done[w->n_done++] = (struct region) { off, off + len };
+                w->done[w->n_done++] = (struct region){ off, off + len };
 
                 /* Read back a piece of one of this thread's regions. */
                 rg = &w->regions[mine[tst_rand_below(&w->rng, n_mine)]];
                 rlen = rg->end - rg->start;
                 len = tst_rand_between(&w->rng, 1, MIN((uint64_t) MAX_WRITE, rlen));
                 off = rg->start + tst_rand_below(&w->rng, rlen - len + 1);
-                CHECK_R(engine_read(w->v, rbuf, len, off), "thread %u read [%" PRIu64 ", +%zu)", w->idx, off, len);
+                CHECK_R(engine_read(w->v, rbuf, len, off), "thread %u read [%" PRIu64 ", +%zu)", w->idx, off,
+                        len);
                 compare("live volume (concurrent read-back)", 0, rbuf, m->live + off, len, off, m->chunk);
                 w->reads++;
         }
@@ -434,8 +445,9 @@ static void check_snapshot_during(eng_volume *v, struct model *m, struct msnap *
                         i++;
                 for (uint64_t j = i; j < m->size; j++)
                         n += first[j] != second[j];
-                fail("snapshot %u, taken while writes ran, changed after engine_snapshot_create returned: byte %" PRIu64
-                     " (chunk %" PRIu64 ") read 0x%02x right after creation and 0x%02x once the writes finished "
+                fail("snapshot %u, taken while writes ran, changed after engine_snapshot_create returned: "
+                     "byte %" PRIu64 " (chunk %" PRIu64
+                     ") read 0x%02x right after creation and 0x%02x once the writes finished "
                      "(%" PRIu64 " bytes changed)",
                      s->id, i, i / m->chunk, first[i], second[i], n);
         }
@@ -446,9 +458,12 @@ static void check_snapshot_during(eng_volume *v, struct model *m, struct msnap *
                 for (unsigned t = 0; t < N_WRITERS && !ok; t++)
                         for (size_t k = 0; k < w[t].n_done && !ok; k++)
                                 if (i >= w[t].done[k].start && i < w[t].done[k].end)
-                                        ok = second[i] == (w[t].done_data[k] ? w[t].done_data[k][i - w[t].done[k].start] : 0);
+                                        ok = second[i] ==
+                                             (w[t].done_data[k] ? w[t].done_data[k][i - w[t].done[k].start]
+                                                                : 0);
                 if (!ok)
-                        fail("snapshot %u, taken while writes ran: byte %" PRIu64 " (chunk %" PRIu64 ") is 0x%02x, "
+                        fail("snapshot %u, taken while writes ran: byte %" PRIu64 " (chunk %" PRIu64
+                             ") is 0x%02x, "
                              "neither its value before the round (0x%02x) nor one written during it",
                              s->id, i, i / m->chunk, second[i], pre[i]);
         }
@@ -482,7 +497,8 @@ static void run_round(eng_volume *v, struct model *m, uint64_t seed, unsigned ro
                         break;
         }
         for (size_t i = 0; i < n_regions; i++)
-                regions[i] = (struct region) { i == 0 ? 0 : cuts[i - 1], i + 1 == n_regions ? m->size : cuts[i] };
+                regions[i] =
+                        (struct region){ i == 0 ? 0 : cuts[i - 1], i + 1 == n_regions ? m->size : cuts[i] };
 
         if (snap_during) {
                 pre = malloc(m->size);
@@ -491,8 +507,12 @@ static void run_round(eng_volume *v, struct model *m, uint64_t seed, unsigned ro
                 memcpy(pre, m->live, m->size);
         }
         for (unsigned t = 0; t < N_WRITERS; t++) {
-                w[t] = (struct worker) {
-                        .idx = t, .v = v, .m = m, .regions = regions, .n_regions = n_regions,
+                w[t] = (struct worker){
+                        .idx = t,
+                        .v = v,
+                        .m = m,
+                        .regions = regions,
+                        .n_regions = n_regions,
                         .rng = seed * 0x100000001b3ull + round * 131ull + t + 1,
                 };
                 if (pthread_create(&w[t].thread, NULL, writer_main, &w[t]) != 0)
@@ -502,7 +522,8 @@ static void run_round(eng_volume *v, struct model *m, uint64_t seed, unsigned ro
                 fail("pthread_create failed");
 
         if (snap_during) {
-                /* The model's live copy is being written by the threads: PRE was taken before they started. */
+                /* The model's live copy is being written by the threads: PRE was taken before they started.
+                 */
                 struct timespec ts = { 0, (long) tst_rand_below(rng, 3000) * 1000 };
                 s.persistent = tst_rand_below(rng, 2);
                 s.data = malloc(m->size);
@@ -511,13 +532,14 @@ static void run_round(eng_volume *v, struct model *m, uint64_t seed, unsigned ro
                 if (!s.data || !s.dirty || !first)
                         fail("out of memory");
                 nanosleep(&ts, NULL);
-                CHECK_R(engine_snapshot_create(v, &(struct eng_snap_params) { .persistent = s.persistent,
-                                                                              .label = "during" },
-                                               &s.id),
+                CHECK_R(engine_snapshot_create(
+                                v,
+                                &(struct eng_snap_params){ .persistent = s.persistent, .label = "during" },
+                                &s.id),
                         "creating a snapshot while writes run");
                 snprintf(s.label, sizeof s.label, "during");
-                CHECK_R(engine_snapshot_read(v, s.id, first, m->size, 0), "reading snapshot %u right after creation",
-                        s.id);
+                CHECK_R(engine_snapshot_read(v, s.id, first, m->size, 0),
+                        "reading snapshot %u right after creation", s.id);
         }
 
         for (unsigned t = 0; t < N_WRITERS; t++)
@@ -559,10 +581,18 @@ static void op_delete(eng_volume *v, struct model *m, uint64_t *rng, struct stat
                 return;
         size_t i;
         switch (tst_rand_below(rng, 4)) {
-        case 0: i = 0; break;
-        case 1: i = m->n_snaps - 1; break;
-        case 2: i = m->n_snaps / 2; break;
-        default: i = tst_rand_below(rng, m->n_snaps); break;
+        case 0:
+                i = 0;
+                break;
+        case 1:
+                i = m->n_snaps - 1;
+                break;
+        case 2:
+                i = m->n_snaps / 2;
+                break;
+        default:
+                i = tst_rand_below(rng, m->n_snaps);
+                break;
         }
         uint32_t id = m->snaps[i].id;
         uint8_t b;
@@ -587,7 +617,8 @@ static void op_create(eng_volume *v, struct model *m, uint64_t *rng, struct stat
         char label[ENG_LABEL_MAX + 1];
         const char *lp = NULL;
         switch (tst_rand_below(rng, 4)) {
-        case 0: break;
+        case 0:
+                break;
         case 1: /* the longest label */
                 for (unsigned i = 0; i < ENG_LABEL_MAX; i++)
                         label[i] = (char) ('a' + tst_rand_below(rng, 26));
@@ -595,7 +626,8 @@ static void op_create(eng_volume *v, struct model *m, uint64_t *rng, struct stat
                 lp = label;
                 break;
         default:
-                snprintf(label, sizeof label, "{%08" PRIx64 "-shadow-%u}", tst_rand(rng) & 0xffffffffu, T.round);
+                snprintf(label, sizeof label, "{%08" PRIx64 "-shadow-%u}", tst_rand(rng) & 0xffffffffu,
+                         T.round);
                 lp = label;
                 break;
         }
@@ -607,8 +639,8 @@ static void op_create(eng_volume *v, struct model *m, uint64_t *rng, struct stat
                 fail("out of memory");
         memcpy(s.data, m->live, m->size);
 
-        CHECK_R(engine_snapshot_create(v, &(struct eng_snap_params) { .persistent = s.persistent, .label = lp },
-                                       &s.id),
+        CHECK_R(engine_snapshot_create(
+                        v, &(struct eng_snap_params){ .persistent = s.persistent, .label = lp }, &s.id),
                 "creating a snapshot");
         note("create snapshot %u persistent=%d label=\"%s\"", s.id, s.persistent, s.label);
         if (s.id == 0 || s.id <= m->max_persistent_id || s.id <= m->max_id)
@@ -684,10 +716,11 @@ static void op_cbt(eng_volume *v, struct model *m, uint64_t *rng, struct stats *
         uint64_t n = 0, flagged = 0, extra = 0;
 
         note("changed_chunks %u -> %u", from->id, to_id);
-        CHECK_R(engine_changed_chunks(v, from->id, to_id, &bm, &n), "changed_chunks(%u, %u)", from->id, to_id);
+        CHECK_R(engine_changed_chunks(v, from->id, to_id, &bm, &n), "changed_chunks(%u, %u)", from->id,
+                to_id);
         if (n != m->n_chunks)
-                fail("changed_chunks(%u, %u) reports %" PRIu64 " chunks, the volume has %" PRIu64, from->id, to_id,
-                     n, m->n_chunks);
+                fail("changed_chunks(%u, %u) reports %" PRIu64 " chunks, the volume has %" PRIu64, from->id,
+                     to_id, n, m->n_chunks);
         for (uint64_t c = 0; c < n; c++) {
                 uint64_t off = c * m->chunk, len = MIN((uint64_t) m->chunk, m->size - off);
                 bool differs = memcmp(from->data + off, to + off, len) != 0;
@@ -698,7 +731,8 @@ static void op_cbt(eng_volume *v, struct model *m, uint64_t *rng, struct stats *
                              ") but is not flagged",
                              from->id, to_id, c, off);
                 if (bit && !bitmap_test(from->dirty, c))
-                        fail("changed_chunks(%u, %u): chunk %" PRIu64 " is flagged but was never written since "
+                        fail("changed_chunks(%u, %u): chunk %" PRIu64
+                             " is flagged but was never written since "
                              "snapshot %u",
                              from->id, to_id, c, from->id);
                 flagged += bit;
@@ -738,7 +772,7 @@ static void run_config(const char *name, uint64_t size, uint32_t chunk, unsigned
         m.live = calloc(1, size);
         if (!m.live)
                 fail("out of memory");
-        CHECK_R(vol_create(dir, &(struct eng_create_params) { .size = size, .chunk_size = chunk }, &v),
+        CHECK_R(vol_create(dir, &(struct eng_create_params){ .size = size, .chunk_size = chunk }, &v),
                 "creating a volume of %" PRIu64 " bytes, chunk %u in %s", size, chunk, dir);
 
         /* Start from random content, so that zeroes mean something. */
@@ -757,7 +791,8 @@ static void run_config(const char *name, uint64_t size, uint32_t chunk, unsigned
 
         for (unsigned round = 1; round <= rounds; round++) {
                 T.round = round;
-                tst_watchdog(180, "config %s round %u ran for 180 s (deadlock or livelock in the engine?); rerun "
+                tst_watchdog(180,
+                             "config %s round %u ran for 180 s (deadlock or livelock in the engine?); rerun "
                              "with LVSS_TEST_SEED=%" PRIu64,
                              name, round, T.seed);
                 bool snap_during = tst_rand_below(&rng, 4) == 0;
@@ -803,16 +838,18 @@ static void run_config(const char *name, uint64_t size, uint32_t chunk, unsigned
 
         printf("%s%s: %u rounds in %.1f s: %" PRIu64 " writes (%" PRIu64 " KiB), %" PRIu64
                " concurrent zeroes/discards, %" PRIu64 " read-backs, %" PRIu64 " concurrent snapshot reads\n"
-               "  %" PRIu64 " creates (+%" PRIu64 " while writing), %" PRIu64 " deletes, %" PRIu64 " reverts, %" PRIu64 " write_zeroes, %" PRIu64
-               " discards, %" PRIu64 " flushes, %" PRIu64 " reopens, %" PRIu64 " crash-reopens, %" PRIu64
-               " full sweeps\n"
+               "  %" PRIu64 " creates (+%" PRIu64 " while writing), %" PRIu64 " deletes, %" PRIu64
+               " reverts, %" PRIu64 " write_zeroes, %" PRIu64 " discards, %" PRIu64 " flushes, %" PRIu64
+               " reopens, %" PRIu64 " crash-reopens, %" PRIu64 " full sweeps\n"
                "  %" PRIu64 " changed_chunks calls: %" PRIu64 " chunks flagged, %" PRIu64
                " of them unchanged (allowed extras)\n"
-               "  at the end: %zu snapshots, %" PRIu64 " exceptions, diff_used %" PRIu64 " KiB, reflink %d\n",
-               name, jitter ? " (pwrite jitter)" : "", rounds, (tst_now_ns() - t0) / 1e9, st.writes, st.write_bytes / 1024, st.zeroes, st.reads,
-               st.snap_reads, st.creates, st.creates_during, st.deletes, st.reverts, st.admin_zeroes, st.discards, st.flushes,
-               st.reopens, st.crashes, st.sweeps, st.cbt, st.cbt_flagged, st.cbt_extra, m.n_snaps,
-               info.exceptions, info.diff_used / 1024, info.reflink);
+               "  at the end: %zu snapshots, %" PRIu64 " exceptions, diff_used %" PRIu64
+               " KiB, reflink %d\n",
+               name, jitter ? " (pwrite jitter)" : "", rounds, (tst_now_ns() - t0) / 1e9, st.writes,
+               st.write_bytes / 1024, st.zeroes, st.reads, st.snap_reads, st.creates, st.creates_during,
+               st.deletes, st.reverts, st.admin_zeroes, st.discards, st.flushes, st.reopens, st.crashes,
+               st.sweeps, st.cbt, st.cbt_flagged, st.cbt_extra, m.n_snaps, info.exceptions,
+               info.diff_used / 1024, info.reflink);
         fflush(stdout);
 
         for (size_t i = 0; i < m.n_snaps; i++)
@@ -825,7 +862,8 @@ static void run_config(const char *name, uint64_t size, uint32_t chunk, unsigned
 /* ---- the snapshot count limit and argument errors ---- */
 
 static void run_limits(uint64_t seed) {
-        tst_watchdog(300, "the ENG_MAX_SNAPSHOTS case ran for 300 s; rerun with LVSS_TEST_SEED=%" PRIu64, seed);
+        tst_watchdog(300, "the ENG_MAX_SNAPSHOTS case ran for 300 s; rerun with LVSS_TEST_SEED=%" PRIu64,
+                     seed);
         const uint64_t size = 64 * 1024 + 1536;
         const uint32_t chunk = 4096;
         uint64_t rng = seed ^ 0x5eed;
@@ -846,7 +884,8 @@ static void run_limits(uint64_t seed) {
         CHECK_R(tst_mkdtemp("limits", &dir), "creating a temporary directory");
         T.dir = dir;
         tst_watchdog_cleanup(dir);
-        CHECK_R(engine_volume_create(dir, &(struct eng_create_params) { .size = size, .chunk_size = chunk }, &v),
+        CHECK_R(engine_volume_create(dir, &(struct eng_create_params){ .size = size, .chunk_size = chunk },
+                                     &v),
                 "creating a tiny volume");
 
         /* Argument errors. */
@@ -873,11 +912,12 @@ static void run_limits(uint64_t seed) {
                 tst_rand_fill(&rng, live + off, len);
                 CHECK_R(engine_write(v, live + off, len, off), "write before snapshot %u", i);
                 persistent[i] = i % 2 == 0;
-                CHECK_R(engine_snapshot_create(v, &(struct eng_snap_params) { .persistent = persistent[i] }, &ids[i]),
+                CHECK_R(engine_snapshot_create(v, &(struct eng_snap_params){ .persistent = persistent[i] },
+                                               &ids[i]),
                         "creating snapshot number %u of %u", i + 1, ENG_MAX_SNAPSHOTS);
                 memcpy(copies + (size_t) i * size, live, size);
         }
-        r = engine_snapshot_create(v, &(struct eng_snap_params) { .persistent = true }, &id);
+        r = engine_snapshot_create(v, &(struct eng_snap_params){ .persistent = true }, &id);
         if (r != -EMLINK)
                 fail("snapshot number %u returned %d, expected -EMLINK", ENG_MAX_SNAPSHOTS + 1, r);
 
@@ -893,9 +933,9 @@ static void run_limits(uint64_t seed) {
 
         /* Deleting one makes room for exactly one. */
         CHECK_R(engine_snapshot_delete(v, ids[200]), "deleting snapshot %u", ids[200]);
-        CHECK_R(engine_snapshot_create(v, &(struct eng_snap_params) { .persistent = false }, &id),
+        CHECK_R(engine_snapshot_create(v, &(struct eng_snap_params){ .persistent = false }, &id),
                 "creating a snapshot after a delete at the limit");
-        r = engine_snapshot_create(v, &(struct eng_snap_params) { .persistent = false }, &id);
+        r = engine_snapshot_create(v, &(struct eng_snap_params){ .persistent = false }, &id);
         if (r != -EMLINK)
                 fail("snapshot past the limit after delete+create returned %d, expected -EMLINK", r);
 
@@ -912,8 +952,10 @@ static void run_limits(uint64_t seed) {
                 if (j >= n || l[j].id != ids[i] || !l[j].persistent || l[j].state != ENG_SNAP_VALID)
                         fail("after reopen, list entry %zu is %u (of %zu), expected persistent valid %u", j,
                              j < n ? l[j].id : 0, n, ids[i]);
-                CHECK_R(engine_snapshot_read(v, ids[i], buf, size, 0), "reading snapshot %u after reopen", ids[i]);
-                compare("snapshot (of 512, after reopen)", ids[i], buf, copies + (size_t) i * size, size, 0, chunk);
+                CHECK_R(engine_snapshot_read(v, ids[i], buf, size, 0), "reading snapshot %u after reopen",
+                        ids[i]);
+                compare("snapshot (of 512, after reopen)", ids[i], buf, copies + (size_t) i * size, size, 0,
+                        chunk);
                 j++;
         }
         if (j != n)
@@ -938,7 +980,8 @@ int main(int argc, char **argv) {
         setvbuf(stdout, NULL, _IOLBF, 0); /* progress stays visible if a watchdog ends the run */
 
         T.seed = seed;
-        printf("test-model: seed %" PRIu64 " (LVSS_TEST_SEED), %u rounds (LVSS_TEST_ITERATIONS)\n", seed, rounds);
+        printf("test-model: seed %" PRIu64 " (LVSS_TEST_SEED), %u rounds (LVSS_TEST_ITERATIONS)\n", seed,
+               rounds);
         fflush(stdout);
 
         jitter_io = eng_io_posix;

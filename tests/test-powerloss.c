@@ -73,7 +73,7 @@ struct psnap {
         uint32_t id;
         bool persistent;
         bool delete_called, deleted;
-        bool reclaimed;      /* deleted by the engine to make room (bounded trials) */
+        bool reclaimed; /* deleted by the engine to make room (bounded trials) */
         uint8_t *data;
 };
 
@@ -84,8 +84,8 @@ struct trial {
         faultio_mode mode;
         bool dry;
         unsigned n_ops, special_at;
-        uint64_t crash_at;   /* absolute sync number (journal_only: of DIR/meta* syncs); 0: at the end */
-        bool journal_only;   /* the crash hits a sync of the journal */
+        uint64_t crash_at; /* absolute sync number (journal_only: of DIR/meta* syncs); 0: at the end */
+        bool journal_only; /* the crash hits a sync of the journal */
 
         /* sync counts found by the dry run */
         uint64_t s_setup, s_end, s_special_begin, s_special_end;
@@ -96,8 +96,8 @@ struct trial {
         eng_volume *v;
         uint64_t size;
         uint32_t chunk;
-        unsigned sector;     /* faultio's tearing granularity */
-        bool bounded;        /* a small diff area under PROTECT_VOLUME: the engine reclaims snapshots */
+        unsigned sector; /* faultio's tearing granularity */
+        bool bounded; /* a small diff area under PROTECT_VOLUME: the engine reclaims snapshots */
         uint64_t reclaims;
 
         /* model */
@@ -106,10 +106,10 @@ struct trial {
         size_t n_recs, cap_recs;
         struct psnap snaps[MAX_SNAPS];
         size_t n_snaps;
-        struct psnap pending;    /* a creation the crash interrupted */
+        struct psnap pending; /* a creation the crash interrupted */
         bool have_pending;
-        uint32_t max_id;         /* highest id handed out */
-        uint32_t max_pid;        /* highest persistent id that may exist */
+        uint32_t max_id; /* highest id handed out */
+        uint32_t max_pid; /* highest persistent id that may exist */
         const char *crash_op;
         bool crashed_in_special;
         uint32_t revert_target;
@@ -154,9 +154,11 @@ _Noreturn static void fail(const char *fmt, ...) {
                 for (unsigned i = t->n_log > LOG_LINES ? t->n_log - LOG_LINES : 0; i < t->n_log; i++)
                         fprintf(stderr, "  %s\n", t->log[i % LOG_LINES]);
                 if (t->idx == UINT32_MAX)
-                        fprintf(stderr, "rerun with LVSS_TEST_SEED=%" PRIu64 " LVSS_TEST_ITERATIONS=0\n", G.seed);
+                        fprintf(stderr, "rerun with LVSS_TEST_SEED=%" PRIu64 " LVSS_TEST_ITERATIONS=0\n",
+                                G.seed);
                 else
-                        fprintf(stderr, "rerun with LVSS_TEST_SEED=%" PRIu64 " LVSS_TEST_TRIAL=%u\n", G.seed, t->idx);
+                        fprintf(stderr, "rerun with LVSS_TEST_SEED=%" PRIu64 " LVSS_TEST_TRIAL=%u\n", G.seed,
+                                t->idx);
                 if (t->dir && tst_env_u64("LVSS_TEST_KEEP", 0) == 0)
                         tst_rm_rf(t->dir);
                 else if (t->dir)
@@ -166,11 +168,11 @@ _Noreturn static void fail(const char *fmt, ...) {
         _exit(1);
 }
 
-#define CHECK_R(expr, what, ...)                                                        \
-        do {                                                                            \
-                int _r = (expr);                                                        \
-                if (_r < 0)                                                             \
-                        fail("%s: " what ": %s", #expr, ##__VA_ARGS__, strerror(-_r)); \
+#define CHECK_R(expr, what, ...)                                                                            \
+        do {                                                                                                \
+                int _r = (expr);                                                                            \
+                if (_r < 0)                                                                                 \
+                        fail("%s: " what ": %s", #expr, ##__VA_ARGS__, strerror(-_r));                      \
         } while (0)
 
 static void *xmemdup(const void *p, size_t n) {
@@ -218,7 +220,7 @@ static void model_rec(struct trial *t, uint64_t off, uint64_t len, const uint8_t
                 t->recs = r;
                 t->cap_recs = n;
         }
-        t->recs[t->n_recs++] = (struct wrec) { off, len, data ? xmemdup(data, len) : NULL };
+        t->recs[t->n_recs++] = (struct wrec){ off, len, data ? xmemdup(data, len) : NULL };
 }
 
 static struct psnap *model_find(struct trial *t, uint32_t id) {
@@ -259,7 +261,8 @@ static bool op_failed(struct trial *t, int r, const char *op) {
 /* An operation that promises durability returned success: no sync it made may have failed. */
 static void op_durable_ok(struct trial *t, const char *op) {
         if (faultio_crashed(t->fio))
-                fail("%s returned success although the sync at which the crash was injected failed with -EIO",
+                fail("%s returned success although the sync at which the crash was injected failed with "
+                     "-EIO",
                      op);
 }
 
@@ -303,12 +306,13 @@ static bool do_create(struct trial *t, bool persistent) {
         if (t->n_snaps == MAX_SNAPS)
                 return false;
         note(t, "create %s snapshot", persistent ? "persistent" : "non-persistent");
-        t->pending = (struct psnap) { .persistent = persistent, .data = xmemdup(t->live, t->size) };
-        int r = engine_snapshot_create(t->v, &(struct eng_snap_params) { .persistent = persistent, .label = "pl" },
-                                       &id);
+        t->pending = (struct psnap){ .persistent = persistent, .data = xmemdup(t->live, t->size) };
+        int r = engine_snapshot_create(
+                t->v, &(struct eng_snap_params){ .persistent = persistent, .label = "pl" }, &id);
         if (r < 0) {
                 t->have_pending = true;
-                return op_failed(t, r, persistent ? "create persistent snapshot" : "create non-persistent snapshot");
+                return op_failed(
+                        t, r, persistent ? "create persistent snapshot" : "create non-persistent snapshot");
         }
         note(t, "  -> id %u", id);
         if (persistent) {
@@ -322,7 +326,7 @@ static bool do_create(struct trial *t, bool persistent) {
                 t->max_pid = id;
         t->pending.id = id;
         t->snaps[t->n_snaps++] = t->pending;
-        t->pending = (struct psnap) {};
+        t->pending = (struct psnap){};
         return false;
 }
 
@@ -404,8 +408,8 @@ struct gwriter {
         pthread_t thread;
         struct trial *t;
         struct wrec w[GROUP_WRITES];
-        unsigned n_done;   /* writes that returned success */
-        int r;             /* the first failure */
+        unsigned n_done; /* writes that returned success */
+        int r; /* the first failure */
 };
 
 static void *gwriter_main(void *p) {
@@ -445,7 +449,7 @@ static bool do_group(struct trial *t) {
                                 fail("out of memory");
                         tst_rand_fill(&t->rng, data, len);
                         model_rec(t, off, len, data); /* any of them may land */
-                        g[i].w[k] = (struct wrec) { off, len, data };
+                        g[i].w[k] = (struct wrec){ off, len, data };
                 }
         }
         for (unsigned i = 0; i < GROUP_THREADS; i++)
@@ -506,10 +510,18 @@ static bool do_special(struct trial *t) {
                 t->m_special_begin = faultio_syncs_of(t->fio, "meta");
         }
         switch (t->kind) {
-        case KIND_DELETE: stop = do_delete(t, true); break;
-        case KIND_REVERT: stop = do_revert(t); break;
-        case KIND_GROUP: stop = do_group(t); break;
-        default: stop = do_close(t); break;
+        case KIND_DELETE:
+                stop = do_delete(t, true);
+                break;
+        case KIND_REVERT:
+                stop = do_revert(t);
+                break;
+        case KIND_GROUP:
+                stop = do_group(t);
+                break;
+        default:
+                stop = do_close(t);
+                break;
         }
         if (t->dry) {
                 t->s_special_end = faultio_syncs(t->fio);
@@ -576,7 +588,8 @@ static void workload(struct trial *t) {
                 else if (k < 48)
                         stop = do_write(t);
                 else if (k < 60)
-                        stop = live_snaps(t, false, idx) < MAX_LIVE_SNAPS ? do_create(t, true) : do_delete(t, false);
+                        stop = live_snaps(t, false, idx) < MAX_LIVE_SNAPS ? do_create(t, true)
+                                                                          : do_delete(t, false);
                 else if (k < 64)
                         stop = live_snaps(t, false, idx) < MAX_LIVE_SNAPS ? do_create(t, false) : false;
                 else if (k < 74)
@@ -589,6 +602,8 @@ static void workload(struct trial *t) {
                         stop = do_verify(t);
                 if (stop)
                         return;
+                if (t->bounded)
+                        sync_reclaims(t); /* the op's writes may have reclaimed snapshots */
         }
         if (t->dry) {
                 t->s_end = faultio_syncs(t->fio);
@@ -621,7 +636,8 @@ static void check_live(struct trial *t, const uint8_t *img) {
                         }
                 }
                 fail("live byte %" PRIu64 " (chunk %" PRIu64 ", +%" PRIu64 ") reads 0x%02x after recovery: "
-                     "not its durable value 0x%02x nor any value written since (%s ); %zu writes since the last "
+                     "not its durable value 0x%02x nor any value written since (%s ); %zu writes since the "
+                     "last "
                      "durable point",
                      i, i / t->chunk, i % t->chunk, img[i], t->durable[i], nc ? cands : " none", t->n_recs);
         }
@@ -653,7 +669,8 @@ static void check_recovered(struct trial *t, struct counts *c) {
                                 expect = t->pending.data;
                                 c->pending_seen++;
                         } else
-                                fail("snapshot %u is listed after recovery but was never created (or its creation "
+                                fail("snapshot %u is listed after recovery but was never created (or its "
+                                     "creation "
                                      "failed before the crash)",
                                      l[i].id);
                 } else {
@@ -678,16 +695,17 @@ static void check_recovered(struct trial *t, struct counts *c) {
                 }
                 if (l[i].state != ENG_SNAP_VALID)
                         fail("snapshot %u has unknown state %d", l[i].id, l[i].state);
-                CHECK_R(engine_snapshot_read(t->v, l[i].id, buf, t->size, 0), "reading snapshot %u after recovery",
-                        l[i].id);
+                CHECK_R(engine_snapshot_read(t->v, l[i].id, buf, t->size, 0),
+                        "reading snapshot %u after recovery", l[i].id);
                 compare("snapshot after recovery", l[i].id, buf, expect, t->size, 0, t->chunk);
                 c->verified++;
         }
 
         /* (a) nothing that must survive is missing; in bounded trials, the write that crashed may have
          * reclaimed the oldest ones first. */
-        bool writing = t->crash_op && (strncmp(t->crash_op, "write", 5) == 0 || strcmp(t->crash_op, "discard") == 0 ||
-                                       strcmp(t->crash_op, "revert") == 0 || strcmp(t->crash_op, "concurrent writes") == 0);
+        bool writing = t->crash_op &&
+                       (strncmp(t->crash_op, "write", 5) == 0 || strcmp(t->crash_op, "discard") == 0 ||
+                        strcmp(t->crash_op, "revert") == 0 || strcmp(t->crash_op, "concurrent writes") == 0);
         bool may_reclaim = t->bounded && writing;
         for (size_t i = 0; i < t->n_snaps; i++) {
                 struct psnap *s = &t->snaps[i];
@@ -708,7 +726,8 @@ static void check_recovered(struct trial *t, struct counts *c) {
                              "recovery",
                              s->id);
                 if (e->state != ENG_SNAP_VALID)
-                        fail("persistent snapshot %u is INVALID after a %s crash", s->id, faultio_mode_name(t->mode));
+                        fail("persistent snapshot %u is INVALID after a %s crash", s->id,
+                             faultio_mode_name(t->mode));
         }
         c->invalid += invalid;
         if (invalid > 0)
@@ -722,10 +741,10 @@ static void check_recovered(struct trial *t, struct counts *c) {
                 fail("volume info after recovery: size %" PRIu64 " chunk %u snapshots %u, expected %" PRIu64
                      " %u %zu",
                      info.size, info.chunk_size, info.n_snapshots, t->size, t->chunk, n);
-        if (info.diff_max != (t->bounded ? DIFF_BOUNDED : ENG_DIFF_UNBOUNDED) || info.policy != ENG_POLICY_PROTECT_VOLUME ||
-            (t->bounded && info.diff_used > info.diff_max))
-                fail("volume info after recovery: diff_max %" PRIu64 " diff_used %" PRIu64 " policy %d", info.diff_max,
-                     info.diff_used, info.policy);
+        if (info.diff_max != (t->bounded ? DIFF_BOUNDED : ENG_DIFF_UNBOUNDED) ||
+            info.policy != ENG_POLICY_PROTECT_VOLUME || (t->bounded && info.diff_used > info.diff_max))
+                fail("volume info after recovery: diff_max %" PRIu64 " diff_used %" PRIu64 " policy %d",
+                     info.diff_max, info.diff_used, info.policy);
         CHECK_R(engine_read(t->v, buf, t->size, 0), "reading the live volume after recovery");
         check_live(t, buf);
         memcpy(t->live, buf, t->size);
@@ -736,7 +755,8 @@ static void check_recovered(struct trial *t, struct counts *c) {
                 if (!s)
                         fail("internal: revert target %u unknown", t->revert_target);
                 CHECK_R(engine_revert(t->v, s->id), "reverting again to snapshot %u after the crash", s->id);
-                CHECK_R(engine_read(t->v, buf, t->size, 0), "reading the live volume after the second revert");
+                CHECK_R(engine_read(t->v, buf, t->size, 0),
+                        "reading the live volume after the second revert");
                 compare("live volume after a second revert", s->id, buf, s->data, t->size, 0, t->chunk);
                 memcpy(t->live, buf, t->size);
         }
@@ -753,10 +773,11 @@ static void check_usable(struct trial *t) {
                 fail("out of memory");
         tst_rand_fill(&t->rng, t->live + off, len);
         CHECK_R(engine_write(t->v, t->live + off, len, off), "writing after recovery");
-        CHECK_R(engine_snapshot_create(t->v, &(struct eng_snap_params) { .persistent = true }, &id),
+        CHECK_R(engine_snapshot_create(t->v, &(struct eng_snap_params){ .persistent = true }, &id),
                 "creating a snapshot after recovery");
         if (id <= t->max_pid)
-                fail("snapshot id %u after recovery is not above the persistent ids before (%u)", id, t->max_pid);
+                fail("snapshot id %u after recovery is not above the persistent ids before (%u)", id,
+                     t->max_pid);
         tst_rand_fill(&t->rng, buf, len);
         CHECK_R(engine_write(t->v, buf, len, off), "writing after the post-recovery snapshot");
         engine_volume_close(t->v);
@@ -785,15 +806,18 @@ static void trial_pass(struct trial *t) {
         t->durable = calloc(1, t->size);
         if (!t->live || !t->durable)
                 fail("out of memory");
-        CHECK_R(tst_mkdtemp(t->dry ? "powerloss-dry" : "powerloss", &t->dir), "creating a temporary directory");
+        CHECK_R(tst_mkdtemp(t->dry ? "powerloss-dry" : "powerloss", &t->dir),
+                "creating a temporary directory");
         tst_watchdog_cleanup(t->dir);
         CHECK_R(faultio_new(t->seed, &t->fio), "creating the fault injector");
         CHECK_R(faultio_set_sector_size(t->fio, t->sector), "setting the sector size");
-        CHECK_R(engine_volume_create_io(t->dir,
-                                        &(struct eng_create_params) { .size = t->size, .chunk_size = t->chunk,
-                                                                      .diff_max = t->bounded ? DIFF_BOUNDED : 0,
-                                                                      .policy = ENG_POLICY_PROTECT_VOLUME },
-                                        faultio_io(t->fio), &t->v),
+        CHECK_R(engine_volume_create_io(
+                        t->dir,
+                        &(struct eng_create_params){ .size = t->size,
+                                                     .chunk_size = t->chunk,
+                                                     .diff_max = t->bounded ? DIFF_BOUNDED : 0,
+                                                     .policy = ENG_POLICY_PROTECT_VOLUME },
+                        faultio_io(t->fio), &t->v),
                 "creating a volume on the fault injector");
         workload(t);
 }
@@ -822,24 +846,30 @@ static struct jr_scan journal_look(struct trial *t) {
         if (!buf || fread(buf, 1, (size_t) n, f) != (size_t) n)
                 fail("cannot read %s", path);
         fclose(f);
-        CHECK_R(journal_parse_super(buf, (size_t) n, &sb), "parsing the superblock of %s after the crash", path);
+        CHECK_R(journal_parse_super(buf, (size_t) n, &sb), "parsing the superblock of %s after the crash",
+                path);
         CHECK_R(journal_scan(buf, (size_t) n, sb.first_seq, journal_nop, NULL, &js), "scanning %s", path);
         return js;
 }
 
 static void run_trial(unsigned idx, struct counts *c) {
-        static const enum kind kind_of[] = { KIND_GENERIC, KIND_GENERIC, KIND_DELETE,
-                                             KIND_GENERIC, KIND_REVERT,  KIND_GROUP, KIND_CLOSE };
+        static const enum kind kind_of[] = { KIND_GENERIC, KIND_GENERIC, KIND_DELETE, KIND_GENERIC,
+                                             KIND_REVERT,  KIND_GROUP,   KIND_CLOSE };
         struct trial dry = {}, *t;
         uint64_t seed = G.seed * 1000003ull + idx;
         uint64_t sel = seed ^ 0xc0ffee;
         uint64_t t0 = tst_now_ns();
 
         /* The dry run: same workload, no crash, to count its syncs. */
-        dry = (struct trial) {
-                .idx = idx, .seed = seed, .kind = kind_of[idx % ELEMENTSOF(kind_of)],
-                .mode = (faultio_mode) ((idx + idx / 6) % 3), .dry = true, .n_ops = 60,
-                .size = 1024 * 1024 + 3584, .chunk = (idx / 3) % 3 == 2 ? 16384 : 4096,
+        dry = (struct trial){
+                .idx = idx,
+                .seed = seed,
+                .kind = kind_of[idx % ELEMENTSOF(kind_of)],
+                .mode = (faultio_mode) ((idx + idx / 6) % 3),
+                .dry = true,
+                .n_ops = 60,
+                .size = 1024 * 1024 + 3584,
+                .chunk = (idx / 3) % 3 == 2 ? 16384 : 4096,
         };
         /* Every other TEAR_KEEP_SIZE trial tears at 16 bytes, so that torn journal records are common. */
         dry.sector = dry.mode == FAULTIO_TEAR_KEEP_SIZE && (idx / 3) % 2 == 0 ? 16 : 512;
@@ -847,9 +877,11 @@ static void run_trial(unsigned idx, struct counts *c) {
          * their slots reused while the power may go. */
         dry.bounded = idx % 8 == 3 || idx % 8 == 6;
         dry.special_at = (unsigned) tst_rand_between(&sel, dry.n_ops / 3, dry.n_ops - 1);
-        tst_watchdog(180, "trial %u (kind %s, %s) ran for 180 s (deadlock or livelock in the engine?); rerun with "
-                     "LVSS_TEST_SEED=%" PRIu64 " LVSS_TEST_TRIAL=%u",
-                     idx, kind_name[dry.kind], faultio_mode_name(dry.mode), G.seed, idx);
+        tst_watchdog(
+                180,
+                "trial %u (kind %s, %s) ran for 180 s (deadlock or livelock in the engine?); rerun with "
+                "LVSS_TEST_SEED=%" PRIu64 " LVSS_TEST_TRIAL=%u",
+                idx, kind_name[dry.kind], faultio_mode_name(dry.mode), G.seed, idx);
         G.t = &dry;
         trial_pass(&dry);
         engine_volume_close(dry.v);
@@ -860,9 +892,16 @@ static void run_trial(unsigned idx, struct counts *c) {
         t = calloc(1, sizeof *t);
         if (!t)
                 fail("out of memory");
-        *t = (struct trial) {
-                .idx = idx, .seed = seed, .kind = dry.kind, .mode = dry.mode, .n_ops = dry.n_ops,
-                .special_at = dry.special_at, .size = dry.size, .chunk = dry.chunk, .sector = dry.sector,
+        *t = (struct trial){
+                .idx = idx,
+                .seed = seed,
+                .kind = dry.kind,
+                .mode = dry.mode,
+                .n_ops = dry.n_ops,
+                .special_at = dry.special_at,
+                .size = dry.size,
+                .chunk = dry.chunk,
+                .sector = dry.sector,
                 .bounded = dry.bounded,
         };
         trial_free_model(&dry);
@@ -870,9 +909,11 @@ static void run_trial(unsigned idx, struct counts *c) {
         if (t->kind == KIND_GROUP && dry.m_special_end > dry.m_special_begin) {
                 /* The group's syncs vary from run to run: aim at one of its journal commits. */
                 t->journal_only = true;
-                t->crash_at = dry.m_special_begin + 1 + tst_rand_below(&sel, dry.m_special_end - dry.m_special_begin);
+                t->crash_at = dry.m_special_begin + 1 +
+                              tst_rand_below(&sel, dry.m_special_end - dry.m_special_begin);
         } else if (t->kind != KIND_GENERIC && dry.s_special_end > dry.s_special_begin)
-                t->crash_at = dry.s_special_begin + 1 + tst_rand_below(&sel, dry.s_special_end - dry.s_special_begin);
+                t->crash_at = dry.s_special_begin + 1 +
+                              tst_rand_below(&sel, dry.s_special_end - dry.s_special_begin);
         else if (idx % 2 == 1 && dry.m_end > dry.m_setup) {
                 /* Every other trial crashes at a commit of the journal, where torn records can be. */
                 t->journal_only = true;
@@ -910,13 +951,18 @@ static void run_trial(unsigned idx, struct counts *c) {
         c->reverted += fs.sectors_reverted;
         c->kept += fs.sectors_kept;
         c->modes[t->mode]++;
-        printf("trial %3u %-7s %-14s/%-3u chunk %5u%s: crash at %s sync %4" PRIu64 "/%4" PRIu64 " during %-30s "
-               "%3" PRIu64 " unsynced changes undone (%" PRIu64 " sectors reverted, %" PRIu64 " kept)%s, %.2f s\n",
-               idx, kind_name[t->kind], faultio_mode_name(t->mode), t->sector, t->chunk, t->bounded ? " bounded" : "",
-               t->journal_only ? "journal" : "any",
-               t->crash_at, t->journal_only ? dry.m_end : MAX(dry.s_end, dry.s_special_end),
+        printf("trial %3u %-7s %-14s/%-3u chunk %5u%s: crash at %s sync %4" PRIu64 "/%4" PRIu64
+               " during %-30s "
+               "%3" PRIu64 " unsynced changes undone (%" PRIu64 " sectors reverted, %" PRIu64
+               " kept)%s, %.2f s\n",
+               idx, kind_name[t->kind], faultio_mode_name(t->mode), t->sector, t->chunk,
+               t->bounded ? " bounded" : "", t->journal_only ? "journal" : "any", t->crash_at,
+               t->journal_only ? dry.m_end : MAX(dry.s_end, dry.s_special_end),
                t->crash_op ? t->crash_op : "-", fs.changes, fs.sectors_reverted, fs.sectors_kept,
-               js.torn ? ", torn journal tail" : js.damaged ? ", DAMAGED journal" : "", (tst_now_ns() - t0) / 1e9);
+               js.torn      ? ", torn journal tail"
+               : js.damaged ? ", DAMAGED journal"
+                            : "",
+               (tst_now_ns() - t0) / 1e9);
         fflush(stdout);
 
         tst_rm_rf(t->dir);
@@ -946,7 +992,8 @@ static int rr_close(const struct eng_io *io, int fd) {
         return rr_inner->close(rr_inner, fd);
 }
 static int rr_sync(const struct eng_io *io, int fd) {
-        if (__atomic_load_n(&rr_slow, __ATOMIC_ACQUIRE) && fd == __atomic_load_n(&rr_diff_fd, __ATOMIC_ACQUIRE)) {
+        if (__atomic_load_n(&rr_slow, __ATOMIC_ACQUIRE) &&
+            fd == __atomic_load_n(&rr_diff_fd, __ATOMIC_ACQUIRE)) {
                 struct timespec ts = { 0, 500 * 1000 * 1000 };
                 __atomic_store_n(&rr_entered, true, __ATOMIC_RELEASE);
                 nanosleep(&ts, NULL);
@@ -978,7 +1025,7 @@ static int rr_size(const struct eng_io *io, int fd, uint64_t *ret_size) {
 struct rr_writer {
         pthread_t thread;
         eng_volume *v;
-        const uint8_t *buf;  /* NULL: delete snapshot ID instead of writing */
+        const uint8_t *buf; /* NULL: delete snapshot ID instead of writing */
         uint64_t off;
         uint32_t id;
         int r;
@@ -1000,12 +1047,23 @@ static void *rr_writer_main(void *p) {
  */
 static void run_reclaim_race(uint64_t seed, bool explicit) {
         static uint8_t orig[64 * CHUNK_RR], a[CHUNK_RR], b[CHUNK_RR], buf[64 * CHUNK_RR];
-        struct eng_io io = { .open = rr_open, .close = rr_close, .pread = rr_pread, .pwrite = rr_pwrite,
-                             .sync = rr_sync, .truncate = rr_truncate, .punch = rr_punch, .clone = rr_clone,
-                             .rename = rr_rename, .size = rr_size };
-        struct trial t = { .idx = UINT32_MAX, .kind = KIND_GENERIC, .mode = FAULTIO_DROP, .size = sizeof orig,
+        struct eng_io io = { .open = rr_open,
+                             .close = rr_close,
+                             .pread = rr_pread,
+                             .pwrite = rr_pwrite,
+                             .sync = rr_sync,
+                             .truncate = rr_truncate,
+                             .punch = rr_punch,
+                             .clone = rr_clone,
+                             .rename = rr_rename,
+                             .size = rr_size };
+        struct trial t = { .idx = UINT32_MAX,
+                           .kind = KIND_GENERIC,
+                           .mode = FAULTIO_DROP,
+                           .size = sizeof orig,
                            .chunk = CHUNK_RR,
-                           .crash_op = explicit ? "the commit of a snapshot delete" : "the commit of a reclaim" };
+                           .crash_op = explicit ? "the commit of a snapshot delete"
+                                                : "the commit of a reclaim" };
         struct rr_writer wa = {};
         uint64_t rng = seed ^ 0x7ec1a1;
         eng_volume *v = NULL;
@@ -1019,14 +1077,16 @@ static void run_reclaim_race(uint64_t seed, bool explicit) {
         CHECK_R(faultio_new(seed, &t.fio), "creating the fault injector");
         rr_inner = faultio_io(t.fio);
         rr_slow = rr_entered = false;
-        CHECK_R(engine_volume_create_io(t.dir, &(struct eng_create_params) { .size = sizeof orig, .chunk_size = CHUNK_RR,
-                                                                             .diff_max = 4 * CHUNK_RR,
-                                                                             .policy = ENG_POLICY_PROTECT_VOLUME },
+        CHECK_R(engine_volume_create_io(t.dir,
+                                        &(struct eng_create_params){ .size = sizeof orig,
+                                                                     .chunk_size = CHUNK_RR,
+                                                                     .diff_max = 4 * CHUNK_RR,
+                                                                     .policy = ENG_POLICY_PROTECT_VOLUME },
                                         &io, &v),
                 "creating a volume");
         tst_rand_fill(&rng, orig, sizeof orig);
         CHECK_R(engine_write(v, orig, sizeof orig, 0), "filling");
-        CHECK_R(engine_snapshot_create(v, &(struct eng_snap_params) { .persistent = true }, &id), "snapshot");
+        CHECK_R(engine_snapshot_create(v, &(struct eng_snap_params){ .persistent = true }, &id), "snapshot");
         note(&t, "snapshot %u, then chunks 0-3 written: the diff area (4 slots) is full", id);
         for (unsigned c = 0; c < 4; c++) {
                 tst_rand_fill(&rng, buf, CHUNK_RR);
@@ -1042,7 +1102,7 @@ static void run_reclaim_race(uint64_t seed, bool explicit) {
                 note(&t, "thread A: deletes snapshot %u", id);
         else
                 note(&t, "writer A: chunk 10 (needs room: the engine reclaims snapshot %u)", id);
-        wa = (struct rr_writer) { .v = v, .buf = explicit ? NULL : a, .off = 10 * CHUNK_RR, .id = id };
+        wa = (struct rr_writer){ .v = v, .buf = explicit ? NULL : a, .off = 10 * CHUNK_RR, .id = id };
         if (pthread_create(&wa.thread, NULL, rr_writer_main, &wa) != 0)
                 fail("pthread_create failed");
         for (int i = 0; i < 5000 && !__atomic_load_n(&rr_entered, __ATOMIC_ACQUIRE); i++) {
@@ -1071,8 +1131,8 @@ static void run_reclaim_race(uint64_t seed, bool explicit) {
         if (r >= 0 && info.state == ENG_SNAP_VALID) {
                 CHECK_R(engine_snapshot_read(v, id, buf, sizeof orig, 0), "reading snapshot %u", id);
                 compare(explicit ? "snapshot whose delete was not durable, after the crash"
-                         : "snapshot whose reclaim was not durable, after the crash",
-                id, buf, orig, sizeof orig, 0, CHUNK_RR);
+                                 : "snapshot whose reclaim was not durable, after the crash",
+                        id, buf, orig, sizeof orig, 0, CHUNK_RR);
         } else if (r >= 0)
                 fail("snapshot %u is INVALID after the crash", id);
         engine_volume_close(v);
@@ -1113,13 +1173,15 @@ int main(int argc, char **argv) {
 
         tst_watchdog(0, "-");
         printf("test-powerloss: OK (seed %" PRIu64 "): %" PRIu64 " trials (%" PRIu64 " DROP, %" PRIu64
-               " TEAR, %" PRIu64 " TEAR_KEEP_SIZE), %" PRIu64 " crashes inside the targeted delete, revert, group or close, %" PRIu64
-               " snapshots listed after recovery, %" PRIu64 " verified byte-exact, %" PRIu64 " invalid, %" PRIu64
-               " deleted ones back after the crash, %" PRIu64 " interrupted creations present; %" PRIu64
-               " unsynced changes undone, %" PRIu64 " torn journal tails, %" PRIu64 " damaged journals; %" PRIu64
-               " bounded trials: %" PRIu64 " snapshots reclaimed, %" PRIu64 " more by the crashing write; %.1f s\n",
-               seed, c.trials, c.modes[0], c.modes[1], c.modes[2], c.crashes_in_special, c.listed, c.verified, c.invalid,
-               c.resurrected, c.pending_seen, c.changes, c.torn_tails, c.damaged, c.bounded, c.reclaims,
-               c.reclaimed_at_crash, (tst_now_ns() - t0) / 1e9);
+               " TEAR, %" PRIu64 " TEAR_KEEP_SIZE), %" PRIu64
+               " crashes inside the targeted delete, revert, group or close, %" PRIu64
+               " snapshots listed after recovery, %" PRIu64 " verified byte-exact, %" PRIu64
+               " invalid, %" PRIu64 " deleted ones back after the crash, %" PRIu64
+               " interrupted creations present; %" PRIu64 " unsynced changes undone, %" PRIu64
+               " torn journal tails, %" PRIu64 " damaged journals; %" PRIu64 " bounded trials: %" PRIu64
+               " snapshots reclaimed, %" PRIu64 " more by the crashing write; %.1f s\n",
+               seed, c.trials, c.modes[0], c.modes[1], c.modes[2], c.crashes_in_special, c.listed,
+               c.verified, c.invalid, c.resurrected, c.pending_seen, c.changes, c.torn_tails, c.damaged,
+               c.bounded, c.reclaims, c.reclaimed_at_crash, (tst_now_ns() - t0) / 1e9);
         return 0;
 }
