@@ -72,7 +72,7 @@ static struct {
         const char *phase;
 } G;
 
-_Noreturn static void fail(const char *fmt, ...) {
+__attribute__((format(printf, 1, 2))) _Noreturn static void fail(const char *fmt, ...) {
         va_list ap;
 
         fflush(stdout);

@@ -50,7 +50,7 @@ static struct {
         const char *volatile step;
 } G;
 
-_Noreturn static void fail(const char *fmt, ...) {
+__attribute__((format(printf, 1, 2))) _Noreturn static void fail(const char *fmt, ...) {
         va_list ap;
 
         fflush(stdout);

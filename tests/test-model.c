@@ -83,7 +83,7 @@ static struct {
         unsigned n_log;
 } T = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-static void note(const char *fmt, ...) {
+__attribute__((format(printf, 1, 2))) static void note(const char *fmt, ...) {
         va_list ap;
 
         pthread_mutex_lock(&T.lock);
@@ -94,7 +94,7 @@ static void note(const char *fmt, ...) {
         pthread_mutex_unlock(&T.lock);
 }
 
-_Noreturn static void fail(const char *fmt, ...) {
+__attribute__((format(printf, 1, 2))) _Noreturn static void fail(const char *fmt, ...) {
         va_list ap;
 
         fflush(stdout);

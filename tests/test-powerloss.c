@@ -123,7 +123,7 @@ static struct {
         struct trial *t;
 } G;
 
-static void note(struct trial *t, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static void note(struct trial *t, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
@@ -132,7 +132,7 @@ static void note(struct trial *t, const char *fmt, ...) {
         t->n_log++;
 }
 
-_Noreturn static void fail(const char *fmt, ...) {
+__attribute__((format(printf, 1, 2))) _Noreturn static void fail(const char *fmt, ...) {
         struct trial *t = G.t;
         va_list ap;
 

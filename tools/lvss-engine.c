@@ -123,6 +123,14 @@ static int exit_for_errno(int r) {
         }
 }
 
+/* Parses a snapshot id argument; EXIT_OK, or the usage error already reported. */
+static int parse_id_arg(const char *arg, uint32_t *ret) {
+        if (tool_parse_id(arg, ret) < 0)
+                return fail(EXIT_USAGE, "invalid snapshot id '%s': give a positive number as shown by '%s list'",
+                            arg, program);
+        return EXIT_OK;
+}
+
 /* Reports a failed engine_volume_open() of DIR. */
 static int report_open_error(const char *dir, int r) {
         switch (-r) {
@@ -618,10 +626,8 @@ static int verb_delete(int argc, char **argv) {
         if (!ids)
                 return fail(EXIT_FAILED, "out of memory");
         for (int i = 0; i < n; i++)
-                if (tool_parse_id(argv[optind + 1 + i], &ids[i]) < 0)
-                        return fail(EXIT_USAGE,
-                                    "invalid snapshot id '%s': give a positive number as shown by '%s list'",
-                                    argv[optind + 1 + i], program);
+                if ((r = parse_id_arg(argv[optind + 1 + i], &ids[i])) != EXIT_OK)
+                        return r;
         if ((r = open_volume(dir, &v)) != 0)
                 return r;
 
@@ -706,11 +712,8 @@ static int verb_read(int argc, char **argv) {
                         continue;
                 switch (c) {
                 case 's':
-                        if (tool_parse_id(optarg, &id) < 0)
-                                return fail(EXIT_USAGE,
-                                            "invalid snapshot id '%s': give a positive number as shown "
-                                            "by '%s list'",
-                                            optarg, program);
+                        if ((r = parse_id_arg(optarg, &id)) != EXIT_OK)
+                                return r;
                         break;
                 case 'o':
                         if (tool_parse_size(optarg, &off) < 0)
@@ -1016,14 +1019,10 @@ static int verb_changed(int argc, char **argv) {
         if ((r = check_args(argc, argv)) != 0)
                 return r;
         const char *dir = argv[optind];
-        if (tool_parse_id(argv[optind + 1], &from) < 0)
-                return fail(EXIT_USAGE,
-                            "invalid snapshot id '%s': give a positive number as shown by '%s list'",
-                            argv[optind + 1], program);
-        if (optind + 2 < argc && tool_parse_id(argv[optind + 2], &to) < 0)
-                return fail(EXIT_USAGE,
-                            "invalid snapshot id '%s': give a positive number as shown by '%s list'",
-                            argv[optind + 2], program);
+        if ((r = parse_id_arg(argv[optind + 1], &from)) != EXIT_OK)
+                return r;
+        if (optind + 2 < argc && (r = parse_id_arg(argv[optind + 2], &to)) != EXIT_OK)
+                return r;
         if (to != 0 && to <= from)
                 return fail(EXIT_USAGE, "FROM (%" PRIu32 ") must be older than TO (%" PRIu32 "): swap them",
                             from, to);
@@ -1091,10 +1090,8 @@ static int verb_revert(int argc, char **argv) {
         if ((r = check_args(argc, argv)) != 0)
                 return r;
         const char *dir = argv[optind];
-        if (tool_parse_id(argv[optind + 1], &id) < 0)
-                return fail(EXIT_USAGE,
-                            "invalid snapshot id '%s': give a positive number as shown by '%s list'",
-                            argv[optind + 1], program);
+        if ((r = parse_id_arg(argv[optind + 1], &id)) != EXIT_OK)
+                return r;
         if ((r = open_volume(dir, &v)) != 0)
                 return r;
         if ((r = check_snapshot(v, dir, id)) != 0)
