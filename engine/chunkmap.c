@@ -118,6 +118,13 @@ const struct cm_exc *chunkmap_find(const struct chunkmap *m, uint64_t chunk, uin
         return NULL;
 }
 
+bool chunkmap_overlaps(const struct chunkmap *m, uint64_t chunk, uint32_t lo, uint32_t hi) {
+        for (const struct cm_exc *e = m->buckets[bucket_of(m, chunk)]; e; e = e->next)
+                if (e->chunk == chunk && e->lo <= hi && lo <= e->hi)
+                        return true;
+        return false;
+}
+
 void chunkmap_remove_if(struct chunkmap *m, bool (*dead)(void *ud, const struct cm_exc *e),
                         void (*freed)(void *ud, const struct cm_exc *e), void *ud) {
         for (size_t i = 0; i < m->n_buckets; i++)

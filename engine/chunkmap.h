@@ -50,6 +50,9 @@ int chunkmap_add(struct chunkmap *m, uint64_t chunk, uint32_t lo, uint32_t hi, u
 /* The exception of CHUNK whose range holds snapshot ID, or NULL (the snapshot reads the live chunk). */
 const struct cm_exc *chunkmap_find(const struct chunkmap *m, uint64_t chunk, uint32_t id);
 
+/* Whether an exception of CHUNK has a range meeting [LO, HI]. */
+bool chunkmap_overlaps(const struct chunkmap *m, uint64_t chunk, uint32_t lo, uint32_t hi);
+
 /* Removes every exception for which DEAD returns true, calling FREED on each before it goes. */
 void chunkmap_remove_if(struct chunkmap *m, bool (*dead)(void *ud, const struct cm_exc *e),
                         void (*freed)(void *ud, const struct cm_exc *e), void *ud);

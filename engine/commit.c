@@ -107,7 +107,8 @@ int eng_checkpoint_locked(eng_volume *v) {
                 goto fail;
         for (size_t i = 0; i < v->n_snaps; i++) {
                 const struct eng_snap *sn = &v->snaps[i];
-                if (!sn->persistent)
+                /* A snapshot being deleted has its delete record in the batch this makes durable. */
+                if (!sn->persistent || sn->deleting)
                         continue;
                 rec = (struct jr_record) {.type = JR_SNAP_CREATE, .id = sn->id, .flags = JR_SNAP_F_PERSISTENT,
                                           .created_ns = sn->created_ns};
@@ -147,8 +148,10 @@ int eng_checkpoint_locked(eng_volume *v) {
         if (r < 0)
                 goto fail;
         r = v->io->rename(v->io, tmp, path);
-        if (r < 0)
+        if (r < 0 && access(tmp, F_OK) == 0)
                 goto fail;
+        /* Renamed (even if making the rename durable failed): DIR/meta is the new file now. */
+        int renamed = r;
 
         if (v->meta_fd >= 0)
                 v->io->close(v->io, v->meta_fd);
@@ -165,7 +168,7 @@ int eng_checkpoint_locked(eng_volume *v) {
         v->pending_gen++;
         diffarea_commit(&v->da, v->committed_gen, NULL, NULL);
         pthread_cond_broadcast(&v->commit_cond);
-        return 0;
+        return renamed < 0 ? renamed : 0;
 
 fail:
         journal_frame_release(&f);
@@ -271,12 +274,11 @@ int eng_commit_wait(eng_volume *v, uint64_t gen) {
                 v->spare = f;
 
                 /* Keep the journal short: rewrite it whole once it has grown well past its size. */
-                uint64_t compact_at = MAX((uint64_t) COMPACT_MIN, (uint64_t) v->map.n * 64 * 2);
-                if (r >= 0 && v->meta_end > compact_at) {
-                        int k = eng_checkpoint_locked(v);
-                        if (k < 0)
-                                v->journal_error = k;
-                }
+                uint64_t compact_at = MAX(MAX((uint64_t) COMPACT_MIN, (uint64_t) v->map.n * 64 * 2),
+                                          v->compact_after);
+                if (r >= 0 && v->meta_end > compact_at && eng_checkpoint_locked(v) < 0)
+                        /* No room for a new file, say: appending still works; try again later. */
+                        v->compact_after = v->meta_end + COMPACT_MIN;
                 v->committing = false;
                 pthread_cond_broadcast(&v->commit_cond);
         }
@@ -307,22 +309,10 @@ int eng_drop_all_locked(eng_volume *v) {
         while (v->committing)
                 pthread_cond_wait(&v->commit_cond, &v->lock);
 
-        /* An empty journal needs no space: truncating to the superblock drops every snapshot (the
-         * superblock's checkpoint end then lies past the end of the file, which recovery reads as
-         * an emptied journal, not as damage). */
-        int r = v->io->truncate(v->io, v->meta_fd, JR_SUPER_SIZE);
-        if (r >= 0)
-                r = v->io->sync(v->io, v->meta_fd);
-        if (r < 0)
-                return r;
-        v->next_seq = v->first_seq;
-        v->meta_end = JR_SUPER_SIZE;
+        /* Forget every snapshot in memory first: no writer can act on them again, since writers
+         * plan under the lock we hold until the journal says the same. */
         journal_frame_reset(&v->pending);
         v->pending_image_sync = false;
-        v->committed_gen = v->pending_gen;
-        v->pending_gen++;
-        v->journal_error = 0;
-
         v->reclaimed += v->n_snaps;
         v->n_snaps = 0;
         eng_snaps_changed(v);
@@ -336,6 +326,25 @@ int eng_drop_all_locked(eng_volume *v) {
         diffarea_release(&v->da);
         diffarea_init(&v->da, 0, max_slots);
         v->drop_epoch++;
+
+        /* An empty checkpoint keeps the limit and the next id; when even that has no room,
+         * truncating the journal to the superblock needs none (recovery reads a file that ends
+         * inside the checkpoint as emptied on purpose; the limit and the next id are then lost). */
+        int r = eng_checkpoint_locked(v);
+        if (r < 0) {
+                r = v->io->truncate(v->io, v->meta_fd, JR_SUPER_SIZE);
+                if (r >= 0)
+                        r = v->io->sync(v->io, v->meta_fd);
+                if (r < 0) {
+                        v->journal_error = r;
+                        return r;
+                }
+                v->next_seq = v->first_seq;
+                v->meta_end = JR_SUPER_SIZE;
+                v->committed_gen = v->pending_gen;
+                v->pending_gen++;
+        }
+        v->journal_error = 0;
         v->io->truncate(v->io, v->diff_fd, 0);
         pthread_cond_broadcast(&v->commit_cond);
         return 0;

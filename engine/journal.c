@@ -312,9 +312,15 @@ int journal_scan(const void *buf, size_t len, uint64_t first_seq,
                         s.torn = true;
                         break;
                 }
+        /* Checksums are only run where the magic matches, and at most for a bounded number of
+         * candidates, so a crafted file cannot make the scan quadratic. */
+        unsigned candidates = 0;
         if (s.torn)
-                for (size_t off = s.end + 8; off + JR_FRAME_HEADER <= len; off += 8) {
+                for (size_t off = s.end + 8; off + JR_FRAME_HEADER <= len && candidates < 4096; off += 8) {
                         uint64_t seq;
+                        if (get32(p + off) != JR_FRAME_MAGIC)
+                                continue;
+                        candidates++;
                         if (frame_check(p, len, off, &seq) && seq > s.next_seq - 1) {
                                 s.damaged = true;
                                 s.torn = false;

@@ -74,6 +74,7 @@ static void exc_freed(void *ud, const struct cm_exc *e) {
 }
 
 int eng_snap_remove_locked(eng_volume *v, uint32_t id, uint64_t *ret_gen) {
+        *ret_gen = 0;
         struct eng_snap *s = eng_snap_find(v, id);
         if (!s || s->deleting)
                 return -ENOENT;
@@ -153,16 +154,18 @@ int engine_snapshot_create(eng_volume *v, const struct eng_snap_params *p, uint3
                 r = -EOVERFLOW;
                 goto out;
         }
-        r = eng_snaps_reserve(v, v->n_snaps + 1);
-        if (r < 0)
-                goto out;
 
         /* Writes already past their copy-on-write decision would land in the new snapshot after
          * it exists: let them finish first. */
         eng_quiesce_begin_locked(v);
-        if (v->n_snaps >= ENG_MAX_SNAPSHOTS) {
-                eng_quiesce_end_locked(v);
+        if (v->n_snaps >= ENG_MAX_SNAPSHOTS)
                 r = -EMLINK;
+        else
+                /* After the quiesce, which may drop the lock: no other creator can come between
+                 * this and the insertion. */
+                r = eng_snaps_reserve(v, v->n_snaps + 1);
+        if (r < 0) {
+                eng_quiesce_end_locked(v);
                 goto out;
         }
         uint32_t id = v->next_id++;
@@ -187,6 +190,9 @@ int engine_snapshot_create(eng_volume *v, const struct eng_snap_params *p, uint3
                 r = eng_journal_add(v, &rec, &gen);
                 if (r >= 0)
                         r = eng_commit_wait(v, gen);
+                if (r >= 0 && !eng_snap_find(v, id))
+                        /* Every snapshot was dropped (the state filesystem filled up) meanwhile. */
+                        r = -ENOSPC;
                 if (r < 0) {
                         struct eng_snap *gone = eng_snap_find(v, id);
                         if (gone) {

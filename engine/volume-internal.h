@@ -70,6 +70,7 @@ struct eng_volume {
         uint64_t meta_end;              /* where the next frame goes */
         int journal_error;              /* sticky: a commit failed */
         uint64_t drop_epoch;            /* bumped when every snapshot is dropped at once */
+        uint64_t compact_after;         /* no compaction before the journal reaches this size */
 
         /* (L) hold */
         bool held, hold_expired;

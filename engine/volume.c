@@ -245,6 +245,11 @@ static int replay_record(void *ud, const struct jr_record *r) {
                         rp->bad = true;
                         return 0;
                 }
+                if (chunkmap_overlaps(&v->map, r->chunk, r->lo, r->hi)) {
+                        /* Ranges of one chunk never overlap: two copies would claim one point. */
+                        rp->bad = true;
+                        return 0;
+                }
                 k = chunkmap_add(&v->map, r->chunk, r->lo, r->hi, r->slot, true);
                 if (k < 0)
                         return k;
@@ -603,7 +608,7 @@ void engine_volume_close(eng_volume *v) {
         while (v->committing)
                 pthread_cond_wait(&v->commit_cond, &v->lock);
         /* Non-persistent snapshots end here; the checkpoint keeps the rest and syncs the image. */
-        if (v->journal_error >= 0 && eng_checkpoint_locked(v) < 0)
+        if (v->journal_error < 0 || eng_checkpoint_locked(v) < 0)
                 v->io->sync(v->io, v->image_fd);
         pthread_mutex_unlock(&v->lock);
         volume_free(v);

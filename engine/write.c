@@ -363,12 +363,22 @@ static int cow_batch(eng_volume *v, uint64_t first, uint64_t last, uint64_t wsta
                 }
                 uint64_t gen;
                 r = publish_locked(v, plan, n, &gen);
-                if (r >= 0 && gen > 0)
-                        r = eng_commit_wait(v, gen);
-                if (r < 0 && v->policy == ENG_POLICY_PROTECT_VOLUME && v->journal_error < 0) {
-                        r = eng_drop_all_locked(v);
-                        if (r < 0)
-                                break;
+                if (gen > 0) {
+                        /* Even if a later chunk failed: what was published must be durable before
+                         * anyone trusts it (a retried write would skip these copies). */
+                        int k = eng_commit_wait(v, gen);
+                        if (r >= 0)
+                                r = k;
+                }
+                if (r < 0 && v->policy == ENG_POLICY_PROTECT_VOLUME &&
+                    (v->journal_error < 0 || epoch != v->drop_epoch)) {
+                        /* The journal failed (or another writer already gave up the snapshots
+                         * over it): the volume comes first. */
+                        if (v->journal_error < 0) {
+                                r = eng_drop_all_locked(v);
+                                if (r < 0)
+                                        break;
+                        }
                         continue;
                 }
                 break;
@@ -447,16 +457,15 @@ static int write_range(eng_volume *v, enum wkind kind, const void *buf, size_t l
 
         uint64_t end = off + len;
         uint64_t reserved = 0;
-        int r = precheck_space(v, off >> v->chunk_shift, (end - 1) >> v->chunk_shift, &reserved);
-        if (r < 0)
-                return r;
-
         uint64_t batch = MAX(MIN((uint64_t) BATCH_CHUNKS_MAX, BATCH_BYTES >> v->chunk_shift), (uint64_t) 1);
         struct cow_plan *plan = malloc(batch * sizeof *plan);
         if (!plan)
-                r = -ENOMEM;
+                return -ENOMEM;
 
+        /* Inside the gate, no snapshot can be created (creation waits for writes in flight), so
+         * the space check counts exactly the copies this write will make. */
         gate_enter(v);
+        int r = precheck_space(v, off >> v->chunk_shift, (end - 1) >> v->chunk_shift, &reserved);
         for (uint64_t pos = off; pos < end && r >= 0;) {
                 uint64_t first = pos >> v->chunk_shift;
                 uint64_t last = MIN((end - 1) >> v->chunk_shift, first + batch - 1);
