@@ -42,7 +42,7 @@ static char mnt[256], voldir[256], crashdir[256];
 static fuse_export *exp_;
 static eng_volume *vol;
 
-_Noreturn static void fail(const char *fmt, ...) {
+__attribute__((format(printf, 1, 2))) _Noreturn static void fail(const char *fmt, ...) {
         va_list ap;
         fprintf(stderr, "FAIL: ");
         va_start(ap, fmt);
