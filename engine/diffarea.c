@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * Free slots are a LIFO stack so that a freed region is refilled first and the
- * file stays compact; pending slots are a FIFO in generation order.
+ * Free slots are a stack kept in descending order after every bulk release, so
+ * that allocations take the lowest free slots first and in ascending order:
+ * neighbouring chunks then get neighbouring slots, and their copies coalesce
+ * into one call (write.c). Pending slots are a FIFO in generation order.
  */
 
 #include "engine/diffarea.h"
@@ -87,6 +89,11 @@ int diffarea_free(struct diffarea *d, uint64_t slot, uint64_t gen) {
         return 0;
 }
 
+static int cmp_desc(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+        return x > y ? -1 : x < y;
+}
+
 int diffarea_commit(struct diffarea *d, uint64_t durable, uint64_t **ret, size_t *ret_n) {
         size_t k = 0;
         while (k < d->n_pending && d->pending[k].gen <= durable)
@@ -116,5 +123,6 @@ int diffarea_commit(struct diffarea *d, uint64_t durable, uint64_t **ret, size_t
         }
         memmove(d->pending, d->pending + k, (d->n_pending - k) * sizeof *d->pending);
         d->n_pending -= k;
+        qsort(d->free, d->n_free, sizeof *d->free, cmp_desc);
         return 0;
 }

@@ -54,6 +54,20 @@ int main(void) {
         CHECK(d.used == 2 && d.n_free == 2);
         CHECK(diffarea_alloc(&d, &s0) == 0 && (s0 == 1 || s0 == 3));
         diffarea_release(&d);
+        /* Released in any order, slots come back lowest first, ascending. */
+        diffarea_init(&d, 0, UINT64_MAX);
+        uint64_t got[6];
+        for (int i = 0; i < 6; i++)
+                CHECK(diffarea_alloc(&d, &got[i]) == 0 && got[i] == (uint64_t) i);
+        CHECK(diffarea_free(&d, 4, 1) == 0);
+        CHECK(diffarea_free(&d, 1, 1) == 0);
+        CHECK(diffarea_free(&d, 3, 1) == 0);
+        CHECK(diffarea_free(&d, 2, 1) == 0);
+        CHECK(diffarea_commit(&d, 1, NULL, NULL) == 0);
+        for (uint64_t want = 1; want <= 4; want++)
+                CHECK(diffarea_alloc(&d, &s0) == 0 && s0 == want);
+        CHECK(diffarea_alloc(&d, &s0) == 0 && s0 == 6);
+        diffarea_release(&d);
         printf("diffarea ok\n");
         return 0;
 }
