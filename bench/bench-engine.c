@@ -79,8 +79,8 @@ static const char *const mode_name[N_MODE] = { "copies", "reflinks" };
 /* ---- options ---- */
 
 struct level {
-        unsigned n;     /* persistent snapshots */
-        bool np;        /* plus one non-persistent snapshot, deleted after the level */
+        unsigned n; /* persistent snapshots */
+        bool np; /* plus one non-persistent snapshot, deleted after the level */
 };
 
 static struct {
@@ -154,12 +154,30 @@ static int parse_size(const char *s, uint64_t *ret) {
                 return -EINVAL;
         uint64_t mul = 1;
         switch (*end) {
-        case '\0': break;
-        case 'k': case 'K': mul = KIB; end++; break;
-        case 'm': case 'M': mul = MIB; end++; break;
-        case 'g': case 'G': mul = GIB; end++; break;
-        case 't': case 'T': mul = 1024 * GIB; end++; break;
-        default: return -EINVAL;
+        case '\0':
+                break;
+        case 'k':
+        case 'K':
+                mul = KIB;
+                end++;
+                break;
+        case 'm':
+        case 'M':
+                mul = MIB;
+                end++;
+                break;
+        case 'g':
+        case 'G':
+                mul = GIB;
+                end++;
+                break;
+        case 't':
+        case 'T':
+                mul = 1024 * GIB;
+                end++;
+                break;
+        default:
+                return -EINVAL;
         }
         if (*end == 'i' && end[1] == 'B')
                 end += 2;
@@ -190,13 +208,27 @@ static const char *fs_type_name(const char *path, char *buf, size_t len) {
                 return buf;
         }
         switch ((unsigned long) sf.f_type) {
-        case 0xEF53: snprintf(buf, len, "ext4"); break;
-        case 0x58465342: snprintf(buf, len, "xfs"); break;
-        case 0x9123683E: snprintf(buf, len, "btrfs"); break;
-        case 0x01021994: snprintf(buf, len, "tmpfs"); break;
-        case 0x2FC12FC1: snprintf(buf, len, "zfs"); break;
-        case 0x794c7630: snprintf(buf, len, "overlay"); break;
-        default: snprintf(buf, len, "0x%lx", (unsigned long) sf.f_type); break;
+        case 0xEF53:
+                snprintf(buf, len, "ext4");
+                break;
+        case 0x58465342:
+                snprintf(buf, len, "xfs");
+                break;
+        case 0x9123683E:
+                snprintf(buf, len, "btrfs");
+                break;
+        case 0x01021994:
+                snprintf(buf, len, "tmpfs");
+                break;
+        case 0x2FC12FC1:
+                snprintf(buf, len, "zfs");
+                break;
+        case 0x794c7630:
+                snprintf(buf, len, "overlay");
+                break;
+        default:
+                snprintf(buf, len, "0x%lx", (unsigned long) sf.f_type);
+                break;
         }
         return buf;
 }
@@ -253,7 +285,7 @@ static int cmp_double(const void *a, const void *b) {
 static uint8_t *thread_buf[MAX_THREADS];
 
 struct job {
-        eng_volume *v;          /* NULL: the plain file FD */
+        eng_volume *v; /* NULL: the plain file FD */
         int fd;
         const uint64_t *offs;
         size_t n, len;
@@ -293,15 +325,14 @@ static void *worker_main(void *p) {
 struct meas {
         bool done;
         int err;
-        double mibs;    /* MiB/s */
-        double cpu_us;  /* CPU µs per I/O */
+        double mibs; /* MiB/s */
+        double cpu_us; /* CPU µs per I/O */
         double secs;
-        uint64_t cow;   /* chunks preserved during the case (engine only) */
+        uint64_t cow; /* chunks preserved during the case (engine only) */
 };
 
 /* Writes LEN bytes at each of OFFS[0..N) from arg.threads threads, then flushes; timed. */
-static int run_writes(eng_volume *v, int fd, const uint64_t *offs, size_t n, size_t len,
-                      struct meas *ret) {
+static int run_writes(eng_volume *v, int fd, const uint64_t *offs, size_t n, size_t len, struct meas *ret) {
         static uint64_t stamp;
         struct job j = { .v = v, .fd = fd, .offs = offs, .n = n, .len = len, .stamp = ++stamp };
         struct worker w[MAX_THREADS];
@@ -313,7 +344,7 @@ static int run_writes(eng_volume *v, int fd, const uint64_t *offs, size_t n, siz
 
         uint64_t c0 = cpu_ns(), t0 = now_ns();
         for (unsigned i = 0; i < nt; i++) {
-                w[i] = (struct worker) { .job = &j, .buf = thread_buf[i] };
+                w[i] = (struct worker){ .job = &j, .buf = thread_buf[i] };
                 r = -pthread_create(&w[i].tid, NULL, worker_main, &w[i]);
                 if (r < 0)
                         break;
@@ -327,7 +358,7 @@ static int run_writes(eng_volume *v, int fd, const uint64_t *offs, size_t n, siz
                 r = v ? engine_flush(v) : (fdatasync(fd) < 0 ? negative_errno() : 0);
         uint64_t t1 = now_ns(), c1 = cpu_ns();
 
-        *ret = (struct meas) { .done = true, .err = r };
+        *ret = (struct meas){ .done = true, .err = r };
         if (r >= 0) {
                 ret->secs = (double) (t1 - t0) / 1e9;
                 ret->mibs = (double) n * (double) len / (double) MIB / ret->secs;
@@ -339,11 +370,11 @@ static int run_writes(eng_volume *v, int fd, const uint64_t *offs, size_t n, siz
 /* ---- the volumes of one directory ---- */
 
 struct row {
-        char label[24];         /* snapshots ("0", "1+np", "64") or chunk size ("16K") */
+        char label[24]; /* snapshots ("0", "1+np", "64") or chunk size ("16K") */
         enum pattern pat;
         enum wcase wc;
-        unsigned level;         /* index in arg.levels, or chunk index */
-        size_t n_ios;           /* a run */
+        unsigned level; /* index in arg.levels, or chunk index */
+        size_t n_ios; /* a run */
         unsigned runs;
         struct meas plain;
         struct meas eng[N_MODE];
@@ -358,12 +389,12 @@ struct memrow {
 
 struct latency {
         uint64_t size;
-        double med[2], p90[2], max[2];  /* [persistent] in ms */
+        double med[2], p90[2], max[2]; /* [persistent] in ms */
         int err;
 };
 
 struct bulk {
-        unsigned from, to;      /* persistent snapshots before and after */
+        unsigned from, to; /* persistent snapshots before and after */
         double ms_avg[N_MODE];
 };
 
@@ -557,15 +588,16 @@ static void measure_row(struct dirctx *d, int plain_fd, eng_volume *const vols[N
         row->runs = runs;
         row->n_ios = make_offsets(row->pat, chunk, seed, runs, &offs);
         if (row->n_ios == 0) {
-                row->plain = (struct meas) { .done = true, .err = -ENOMEM };
+                row->plain = (struct meas){ .done = true, .err = -ENOMEM };
                 return;
         }
 
         for (unsigned k = 0; k < runs; k++) {
                 const uint64_t *o = offs + k * row->n_ios;
                 run_writes(NULL, plain_fd, o, row->n_ios, len, &plain[k]);
-                progress("[%s] %-5s %-7s %-7s run %u: plain file     %8.1f MiB/s %8.1f us/IO", d->fs, row->label,
-                         pattern_name[row->pat], case_name[row->wc], k + 1, plain[k].mibs, plain[k].cpu_us);
+                progress("[%s] %-5s %-7s %-7s run %u: plain file     %8.1f MiB/s %8.1f us/IO", d->fs,
+                         row->label, pattern_name[row->pat], case_name[row->wc], k + 1, plain[k].mibs,
+                         plain[k].cpu_us);
                 settle(d);
                 for (int m = 0; m < N_MODE; m++) {
                         struct eng_volume_info a, b;
@@ -600,7 +632,8 @@ static int snapshots_to(struct dirctx *d, unsigned n, struct bulk *b) {
         for (int m = 0; m < N_MODE; m++) {
                 if (!d->vol[m] || n <= d->n_persistent)
                         continue;
-                progress("[%s] %s: taking %u persistent snapshots", d->fs, mode_name[m], n - d->n_persistent);
+                progress("[%s] %s: taking %u persistent snapshots", d->fs, mode_name[m],
+                         n - d->n_persistent);
                 uint64_t t0 = now_ns();
                 for (unsigned i = d->n_persistent; i < n; i++) {
                         uint32_t id;
@@ -652,7 +685,7 @@ static int run_levels(struct dirctx *d) {
                         uint64_t seed = arg.seed + li * 7919u + (uint64_t) pat * 104729u;
                         for (int wc = 0; wc < N_CASE; wc++) {
                                 struct row *row = &d->rows[d->n_rows++];
-                                *row = (struct row) { .pat = pat, .wc = wc, .level = li };
+                                *row = (struct row){ .pat = pat, .wc = wc, .level = li };
                                 level_label(l, row->label, sizeof row->label);
                                 measure_row(d, d->plain_fd, d->vol, row, arg.chunk, seed);
                         }
@@ -664,7 +697,8 @@ static int run_levels(struct dirctx *d) {
                                         continue;
                                 r = engine_snapshot_delete(d->vol[m], d->np_id[m]);
                                 if (r < 0) {
-                                        fprintf(stderr, "[%s] deleting the non-persistent snapshot failed: %s\n",
+                                        fprintf(stderr,
+                                                "[%s] deleting the non-persistent snapshot failed: %s\n",
                                                 d->fs, strerror(-r));
                                         return r;
                                 }
@@ -679,8 +713,12 @@ static void record_mem(struct dirctx *d, eng_volume *v, enum mode m, uint32_t ch
         struct memrow *mr = &d->mem[d->n_mem];
         if (engine_volume_info(v, &info) < 0 || d->n_mem >= ELEMENTSOF(d->mem))
                 return;
-        *mr = (struct memrow) { .mode = m, .chunk = chunk, .exceptions = info.exceptions,
-                                .mem = info.mem_bytes, .mem_base = base, .diff_used = info.diff_used };
+        *mr = (struct memrow){ .mode = m,
+                               .chunk = chunk,
+                               .exceptions = info.exceptions,
+                               .mem = info.mem_bytes,
+                               .mem_base = base,
+                               .diff_used = info.diff_used };
         snprintf(mr->what, sizeof mr->what, "%s", what);
         d->n_mem++;
 }
@@ -721,7 +759,8 @@ static int run_chunk_sizes(struct dirctx *d) {
                         if (!d->have[m])
                                 continue;
                         snprintf(name, sizeof name, "chunk-%s-%d", csz, m);
-                        progress("[%s] chunk %s, %s: creating and filling a volume", d->fs, csz, mode_name[m]);
+                        progress("[%s] chunk %s, %s: creating and filling a volume", d->fs, csz,
+                                 mode_name[m]);
                         r = volume_new(d, name, arg.size, cs, m, true, &vols[m]);
                         if (r < 0)
                                 goto out;
@@ -739,11 +778,12 @@ static int run_chunk_sizes(struct dirctx *d) {
                 for (int pat = 0; pat < N_PAT; pat++)
                         for (int wc = 0; wc < N_CASE; wc++) {
                                 struct row *row = &d->crows[d->n_crows++];
-                                *row = (struct row) { .pat = pat, .wc = wc, .level = ci };
+                                *row = (struct row){ .pat = pat, .wc = wc, .level = ci };
                                 snprintf(row->label, sizeof row->label, "%s", csz);
-                                measure_row(d, plain_fd, vols, row, cs, arg.seed + 31337u * (ci + 1) + (uint64_t) pat);
+                                measure_row(d, plain_fd, vols, row, cs,
+                                            arg.seed + 31337u * (ci + 1) + (uint64_t) pat);
                         }
-        out:
+out:
                 if (plain_fd >= 0) {
                         char path[PATH_MAX + 64];
                         close(plain_fd);
@@ -822,7 +862,8 @@ static void print_meas_cell(const struct meas *m, double plain_mibs, bool ratio)
         else if (m->err < 0)
                 printf(ratio ? "  %7s %-14.14s" : "  %7s %-7.7s", "ERR", strerror(-m->err));
         else if (ratio)
-                printf("  %7.1f %6.2f %7.1f", m->mibs, plain_mibs > 0 ? m->mibs / plain_mibs : 0.0, m->cpu_us);
+                printf("  %7.1f %6.2f %7.1f", m->mibs, plain_mibs > 0 ? m->mibs / plain_mibs : 0.0,
+                       m->cpu_us);
         else
                 printf("  %7.1f %7.1f", m->mibs, m->cpu_us);
 }
@@ -860,7 +901,8 @@ static void print_rows(const struct dirctx *d, const struct row *rows, size_t n,
         }
 }
 
-static const struct row *find_row(const struct dirctx *d, unsigned n, bool np, enum pattern pat, enum wcase wc) {
+static const struct row *find_row(const struct dirctx *d, unsigned n, bool np, enum pattern pat,
+                                  enum wcase wc) {
         for (size_t i = 0; i < d->n_rows; i++) {
                 const struct row *r = &d->rows[i];
                 const struct level *l = &arg.levels[r->level];
@@ -895,7 +937,8 @@ static void print_targets(const struct dirctx *d) {
         unsigned top = max_persistent_level();
         char what[128], extra[96];
 
-        printf("\nTargets (ratios of the engine/plain ratios above; cpu = engine CPU per I/O, same comparison)\n");
+        printf("\nTargets (ratios of the engine/plain ratios above; cpu = engine CPU per I/O, same "
+               "comparison)\n");
         for (int m = 0; m < N_MODE; m++) {
                 if (!d->have[m])
                         continue;
@@ -907,8 +950,8 @@ static void print_targets(const struct dirctx *d) {
                                 for (int wc = 0; wc < N_CASE; wc++)
                                         if (ratio_of(find_row(d, 1, false, pat, wc), m, &r1, &c1) &&
                                             ratio_of(find_row(d, top, false, pat, wc), m, &rt, &ct)) {
-                                                snprintf(what, sizeof what, "%s %s: %u snapshots vs 1", pattern_name[pat],
-                                                         case_name[wc], top);
+                                                snprintf(what, sizeof what, "%s %s: %u snapshots vs 1",
+                                                         pattern_name[pat], case_name[wc], top);
                                                 snprintf(extra, sizeof extra, "   cpu %.2fx %s", ct / c1,
                                                          ct / c1 <= 1.10 ? "PASS" : "MISS");
                                                 print_target(what, rt / r1, 0.90, true, extra);
@@ -921,14 +964,16 @@ static void print_targets(const struct dirctx *d) {
                                         const struct level *l = &arg.levels[li];
                                         if (l->n == 0 && !l->np)
                                                 continue;
-                                        if (ratio_of(find_row(d, l->n, l->np, pat, CASE_REWRITE), m, &rn, &cn) &&
+                                        if (ratio_of(find_row(d, l->n, l->np, pat, CASE_REWRITE), m, &rn,
+                                                     &cn) &&
                                             rn / r0 < worst) {
                                                 worst = rn / r0, worst_cpu = cn / c0;
                                                 level_label(l, wl, sizeof wl);
                                         }
                                 }
                                 if (worst < 1e9) {
-                                        snprintf(what, sizeof what, "%s rewrite: snapshots vs none (worst at %s)",
+                                        snprintf(what, sizeof what,
+                                                 "%s rewrite: snapshots vs none (worst at %s)",
                                                  pattern_name[pat], wl);
                                         snprintf(extra, sizeof extra, "   cpu %.2fx %s", worst_cpu,
                                                  worst_cpu <= 1.10 ? "PASS" : "MISS");
@@ -943,7 +988,8 @@ static void print_targets(const struct dirctx *d) {
                                         const struct level *l = &arg.levels[li];
                                         if (l->n == 0 || l->np)
                                                 continue;
-                                        if (ratio_of(find_row(d, l->n, false, pat, CASE_FIRST), m, &rn, &cn)) {
+                                        if (ratio_of(find_row(d, l->n, false, pat, CASE_FIRST), m, &rn,
+                                                     &cn)) {
                                                 if (rn < worst)
                                                         worst = rn, wn = l->n;
                                                 if (l->n == 1)
@@ -951,12 +997,14 @@ static void print_targets(const struct dirctx *d) {
                                         }
                                 }
                                 if (worst < 1e9) {
-                                        snprintf(what, sizeof what, "%s first-write vs plain file (worst at %u snapshots)",
+                                        snprintf(what, sizeof what,
+                                                 "%s first-write vs plain file (worst at %u snapshots)",
                                                  pattern_name[pat], wn);
                                         extra[0] = '\0';
                                         if (at1 >= 0)
                                                 snprintf(extra, sizeof extra, "   (1 snapshot: %.2fx)", at1);
-                                        print_target(what, worst, m == MODE_REFLINK ? 0.80 : 0.50, true, extra);
+                                        print_target(what, worst, m == MODE_REFLINK ? 0.80 : 0.50, true,
+                                                     extra);
                                 }
                         }
                 }
@@ -982,17 +1030,21 @@ static void print_dir(const struct dirctx *d) {
                d->reflink_possible ? ", reflink possible" : ", no reflink (copies only)", d->load);
         if (d->err < 0)
                 printf("(run stopped early: %s)\n", strerror(-d->err));
-        printf("\nLive writes: %s volume, chunk %s, %u threads, buffered, flush/fdatasync timed; median of %u run%s "
-               "of I/Os each\n(every run on chunks of its own); ratio = engine MiB/s / plain-file MiB/s; cpu us = "
-               "user+sys CPU per I/O;\nCoW/IO = chunks preserved per I/O; snaps = persistent snapshots, np = one "
+        printf("\nLive writes: %s volume, chunk %s, %u threads, buffered, flush/fdatasync timed; median of "
+               "%u run%s "
+               "of I/Os each\n(every run on chunks of its own); ratio = engine MiB/s / plain-file MiB/s; "
+               "cpu us = "
+               "user+sys CPU per I/O;\nCoW/IO = chunks preserved per I/O; snaps = persistent snapshots, np "
+               "= one "
                "non-persistent snapshot\n\n",
-               fmt_size(arg.size, sz, sizeof sz), fmt_size(arg.chunk, csz, sizeof csz), arg.threads, arg.runs,
-               arg.runs == 1 ? "" : "s");
+               fmt_size(arg.size, sz, sizeof sz), fmt_size(arg.chunk, csz, sizeof csz), arg.threads,
+               arg.runs, arg.runs == 1 ? "" : "s");
         print_rows(d, d->rows, d->n_rows, "snaps");
 
         if (d->n_bulk > 0) {
                 printf("\nPersistent snapshot creation while filling up (average per snapshot, %s volume, "
-                       "after the writes above):\n", sz);
+                       "after the writes above):\n",
+                       sz);
                 for (size_t i = 0; i < d->n_bulk; i++) {
                         printf("  %3u -> %3u:", d->bulk[i].from, d->bulk[i].to);
                         for (int m = 0; m < N_MODE; m++)
@@ -1003,12 +1055,14 @@ static void print_dir(const struct dirctx *d) {
         }
 
         if (d->n_crows > 0) {
-                printf("\nChunk size: one persistent snapshot, same I/O as above (plain file and volume filled in "
+                printf("\nChunk size: one persistent snapshot, same I/O as above (plain file and volume "
+                       "filled in "
                        "writes of the chunk size)\n\n");
                 print_rows(d, d->crows, d->n_crows, "chunk");
         }
 
-        printf("\nSnapshot creation latency (ms; %u of each, the four kinds in turn; sparse volumes, chunk %s)\n",
+        printf("\nSnapshot creation latency (ms; %u of each, the four kinds in turn; sparse volumes, chunk "
+               "%s)\n",
                MIN(arg.samples, ENG_MAX_SNAPSHOTS / 2), csz);
         printf("  %-8s | %-27s | %-27s\n", "volume", "persistent", "non-persistent");
         printf("  %-8s | %8s %8s %9s | %8s %8s %9s\n", "", "median", "p90", "max", "median", "p90", "max");
@@ -1021,21 +1075,23 @@ static void print_dir(const struct dirctx *d) {
                         printf(" ERR %s\n", strerror(-l->err));
                         continue;
                 }
-                printf(" %8.3f %8.3f %9.3f | %8.3f %8.3f %9.3f\n", l->med[1], l->p90[1], l->max[1], l->med[0],
-                       l->p90[0], l->max[0]);
+                printf(" %8.3f %8.3f %9.3f | %8.3f %8.3f %9.3f\n", l->med[1], l->p90[1], l->max[1],
+                       l->med[0], l->p90[0], l->max[0]);
         }
 
         if (d->n_mem > 0) {
-                printf("\nMemory per preserved chunk (engine_volume_info: mem_bytes, exceptions; base = mem_bytes of "
+                printf("\nMemory per preserved chunk (engine_volume_info: mem_bytes, exceptions; base = "
+                       "mem_bytes of "
                        "the filled volume before any snapshot)\n");
-                printf("  %-24s %-8s %6s %11s %11s %10s %10s %10s\n", "volume", "mode", "chunk", "exceptions",
-                       "mem bytes", "base", "B/chunk", "diff MiB");
+                printf("  %-24s %-8s %6s %11s %11s %10s %10s %10s\n", "volume", "mode", "chunk",
+                       "exceptions", "mem bytes", "base", "B/chunk", "diff MiB");
                 for (size_t i = 0; i < d->n_mem; i++) {
                         const struct memrow *mr = &d->mem[i];
-                        printf("  %-24s %-8s %6s %11" PRIu64 " %11" PRIu64 " %10" PRIu64 " %10.1f %10.1f\n", mr->what,
-                               mode_name[mr->mode], fmt_size(mr->chunk, csz, sizeof csz), mr->exceptions, mr->mem,
-                               mr->mem_base,
-                               mr->exceptions ? (double) (mr->mem - mr->mem_base) / (double) mr->exceptions : 0.0,
+                        printf("  %-24s %-8s %6s %11" PRIu64 " %11" PRIu64 " %10" PRIu64 " %10.1f %10.1f\n",
+                               mr->what, mode_name[mr->mode], fmt_size(mr->chunk, csz, sizeof csz),
+                               mr->exceptions, mr->mem, mr->mem_base,
+                               mr->exceptions ? (double) (mr->mem - mr->mem_base) / (double) mr->exceptions
+                                              : 0.0,
                                (double) mr->diff_used / (double) MIB);
                 }
         }
@@ -1057,7 +1113,8 @@ static int run_dir(struct dirctx *d) {
                 return r;
         }
 
-        progress("[%s] filling the plain file and the volumes (%" PRIu64 " MiB each)", d->fs, arg.size / MIB);
+        progress("[%s] filling the plain file and the volumes (%" PRIu64 " MiB each)", d->fs,
+                 arg.size / MIB);
         r = d->plain_fd = plain_new(d, "plain", arg.chunk);
         if (r < 0)
                 goto out;
@@ -1065,8 +1122,8 @@ static int run_dir(struct dirctx *d) {
         for (int m = N_MODE - 1; m >= 0; m--) {
                 if (m == MODE_REFLINK && arg.no_reflink)
                         continue;
-                r = volume_new(d, m == MODE_REFLINK ? "vol-reflink" : "vol-copy", arg.size, arg.chunk, m, true,
-                               &d->vol[m]);
+                r = volume_new(d, m == MODE_REFLINK ? "vol-reflink" : "vol-copy", arg.size, arg.chunk, m,
+                               true, &d->vol[m]);
                 if (r == -EOPNOTSUPP && m == MODE_REFLINK)
                         continue;
                 if (r < 0)
@@ -1113,19 +1170,23 @@ static void help(void) {
         printf("Usage: bench-engine [OPTIONS]\n\n"
                "Measures the lvss CoW engine's live writes against a plain file, snapshot creation\n"
                "latency and memory per preserved chunk, and checks the targets of the engine's issue.\n\n"
-               "  --dir DIR            where volumes go (repeatable: one table per directory; default /var/tmp)\n"
+               "  --dir DIR            where volumes go (repeatable: one table per directory; default "
+               "/var/tmp)\n"
                "  --size SIZE          volume and plain file size (default 1G)\n"
                "  --threads N          writer threads (default 16)\n"
                "  --ios N              4 KiB random writes per run (default 2048)\n"
                "  --seq-ios N          1 MiB sequential writes per run (default 128)\n"
                "  --chunk-size SIZE    chunk size of the main volumes (default %uK)\n"
-               "  --chunk-sizes LIST   chunk sizes compared at one snapshot (default 4K,16K,64K,256K; 'none')\n"
-               "  --snapshots LIST     snapshot counts, rising (default 0,np,1,64,512; 'np': one non-persistent)\n"
+               "  --chunk-sizes LIST   chunk sizes compared at one snapshot (default 4K,16K,64K,256K; "
+               "'none')\n"
+               "  --snapshots LIST     snapshot counts, rising (default 0,np,1,64,512; 'np': one "
+               "non-persistent)\n"
                "  --samples N          snapshot creations timed per kind (default 50)\n"
                "  --runs N             runs per case, each on its own chunks; medians shown (default 3)\n"
                "  --no-reflink         copies only, even where reflinks work\n"
                "  --seed N             random offsets' seed\n"
-               "  --quick              a smoke run of a few seconds (32M, 4 threads, few I/Os and samples)\n",
+               "  --quick              a smoke run of a few seconds (32M, 4 threads, few I/Os and "
+               "samples)\n",
                ENG_CHUNK_DEFAULT / 1024);
 }
 
@@ -1184,23 +1245,21 @@ static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret) 
 
 static int parse_argv(int argc, char **argv) {
         enum { O_SEQ = 0x100, O_CHUNKS, O_SNAPS, O_SAMPLES, O_REPEAT, O_NOREF, O_SEED, O_QUICK };
-        static const struct option opts[] = {
-                { "dir", required_argument, NULL, 'd' },
-                { "size", required_argument, NULL, 's' },
-                { "threads", required_argument, NULL, 't' },
-                { "ios", required_argument, NULL, 'n' },
-                { "seq-ios", required_argument, NULL, O_SEQ },
-                { "chunk-size", required_argument, NULL, 'c' },
-                { "chunk-sizes", required_argument, NULL, O_CHUNKS },
-                { "snapshots", required_argument, NULL, O_SNAPS },
-                { "samples", required_argument, NULL, O_SAMPLES },
-                { "runs", required_argument, NULL, O_REPEAT },
-                { "no-reflink", no_argument, NULL, O_NOREF },
-                { "seed", required_argument, NULL, O_SEED },
-                { "quick", no_argument, NULL, O_QUICK },
-                { "help", no_argument, NULL, 'h' },
-                {}
-        };
+        static const struct option opts[] = { { "dir", required_argument, NULL, 'd' },
+                                              { "size", required_argument, NULL, 's' },
+                                              { "threads", required_argument, NULL, 't' },
+                                              { "ios", required_argument, NULL, 'n' },
+                                              { "seq-ios", required_argument, NULL, O_SEQ },
+                                              { "chunk-size", required_argument, NULL, 'c' },
+                                              { "chunk-sizes", required_argument, NULL, O_CHUNKS },
+                                              { "snapshots", required_argument, NULL, O_SNAPS },
+                                              { "samples", required_argument, NULL, O_SAMPLES },
+                                              { "runs", required_argument, NULL, O_REPEAT },
+                                              { "no-reflink", no_argument, NULL, O_NOREF },
+                                              { "seed", required_argument, NULL, O_SEED },
+                                              { "quick", no_argument, NULL, O_QUICK },
+                                              { "help", no_argument, NULL, 'h' },
+                                              {} };
         /* Options given explicitly win over --quick's defaults, whatever their order. */
         bool set_size = false, set_ios = false, set_seq = false, set_samples = false, set_repeat = false,
              set_chunks = false, set_threads = false;
@@ -1224,24 +1283,47 @@ static int parse_argv(int argc, char **argv) {
                                 r = -EINVAL;
                         arg.size = v, set_size = true;
                         break;
-                case 't': r = parse_uint(optarg, 1, MAX_THREADS, &arg.threads), set_threads = true; break;
-                case 'n': r = parse_uint(optarg, 1, 1u << 24, &arg.rand_ios), set_ios = true; break;
-                case O_SEQ: r = parse_uint(optarg, 1, 1u << 20, &arg.seq_ios), set_seq = true; break;
+                case 't':
+                        r = parse_uint(optarg, 1, MAX_THREADS, &arg.threads), set_threads = true;
+                        break;
+                case 'n':
+                        r = parse_uint(optarg, 1, 1u << 24, &arg.rand_ios), set_ios = true;
+                        break;
+                case O_SEQ:
+                        r = parse_uint(optarg, 1, 1u << 20, &arg.seq_ios), set_seq = true;
+                        break;
                 case 'c':
                         r = parse_size(optarg, &v);
                         if (r >= 0 && (v < ENG_CHUNK_MIN || v > ENG_CHUNK_MAX || !IS_POWER_OF_2(v)))
                                 r = -EINVAL;
                         arg.chunk = (uint32_t) v;
                         break;
-                case O_CHUNKS: r = parse_list(optarg, true), set_chunks = true; break;
-                case O_SNAPS: r = parse_list(optarg, false); break;
-                case O_SAMPLES: r = parse_uint(optarg, 1, ENG_MAX_SNAPSHOTS / 2, &arg.samples), set_samples = true; break;
-                case O_REPEAT: r = parse_uint(optarg, 1, MAX_RUNS, &arg.runs), set_repeat = true; break;
-                case O_NOREF: arg.no_reflink = true; break;
-                case O_SEED: r = parse_size(optarg, &arg.seed); break;
-                case O_QUICK: arg.quick = true; break;
-                case 'h': help(); exit(EXIT_SUCCESS);
-                default: return -EINVAL;
+                case O_CHUNKS:
+                        r = parse_list(optarg, true), set_chunks = true;
+                        break;
+                case O_SNAPS:
+                        r = parse_list(optarg, false);
+                        break;
+                case O_SAMPLES:
+                        r = parse_uint(optarg, 1, ENG_MAX_SNAPSHOTS / 2, &arg.samples), set_samples = true;
+                        break;
+                case O_REPEAT:
+                        r = parse_uint(optarg, 1, MAX_RUNS, &arg.runs), set_repeat = true;
+                        break;
+                case O_NOREF:
+                        arg.no_reflink = true;
+                        break;
+                case O_SEED:
+                        r = parse_size(optarg, &arg.seed);
+                        break;
+                case O_QUICK:
+                        arg.quick = true;
+                        break;
+                case 'h':
+                        help();
+                        exit(EXIT_SUCCESS);
+                default:
+                        return -EINVAL;
                 }
                 if (r < 0) {
                         fprintf(stderr, "invalid value: %s\n", optarg ? optarg : "");
@@ -1253,13 +1335,20 @@ static int parse_argv(int argc, char **argv) {
                 return -EINVAL;
         }
         if (arg.quick) {
-                if (!set_size) arg.size = 32 * MIB;
-                if (!set_ios) arg.rand_ios = 128;
-                if (!set_seq) arg.seq_ios = 4;
-                if (!set_samples) arg.samples = 5;
-                if (!set_repeat) arg.runs = 1;
-                if (!set_threads) arg.threads = 4;
-                if (!set_chunks) parse_list("4K,256K", true);
+                if (!set_size)
+                        arg.size = 32 * MIB;
+                if (!set_ios)
+                        arg.rand_ios = 128;
+                if (!set_seq)
+                        arg.seq_ios = 4;
+                if (!set_samples)
+                        arg.samples = 5;
+                if (!set_repeat)
+                        arg.runs = 1;
+                if (!set_threads)
+                        arg.threads = 4;
+                if (!set_chunks)
+                        parse_list("4K,256K", true);
         }
         if (arg.n_dirs == 0)
                 arg.dirs[arg.n_dirs++] = "/var/tmp";
@@ -1299,25 +1388,27 @@ int main(int argc, char **argv) {
         uname(&un);
         strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S %Z", localtime(&now));
         printf("lvss engine benchmark, %s\n", date);
-        printf("host: %ld CPUs, %s %s %s; load average %.2f at start\n", sysconf(_SC_NPROCESSORS_ONLN), un.sysname,
-               un.release, un.machine, loadavg());
+        printf("host: %ld CPUs, %s %s %s; load average %.2f at start\n", sysconf(_SC_NPROCESSORS_ONLN),
+               un.sysname, un.release, un.machine, loadavg());
         printf("volume %s, chunk %s (ENG_CHUNK_DEFAULT %uK), %u threads, %u x 4 KiB random and %u x 1 MiB "
                "sequential writes a run, %u run%s a case%s\n",
-               fmt_size(arg.size, sz, sizeof sz), fmt_size(arg.chunk, csz, sizeof csz), ENG_CHUNK_DEFAULT / 1024,
-               arg.threads, arg.rand_ios, arg.seq_ios, arg.runs, arg.runs == 1 ? "" : "s",
+               fmt_size(arg.size, sz, sizeof sz), fmt_size(arg.chunk, csz, sizeof csz),
+               ENG_CHUNK_DEFAULT / 1024, arg.threads, arg.rand_ios, arg.seq_ios, arg.runs,
+               arg.runs == 1 ? "" : "s",
                arg.quick ? "\n(--quick: a smoke run; its figures are too small to mean anything)" : "");
         fflush(stdout);
 
         uint64_t t0 = now_ns();
         for (unsigned i = 0; i < arg.n_dirs; i++) {
-                dirs[i] = (struct dirctx) { .dir = arg.dirs[i], .plain_fd = -1 };
+                dirs[i] = (struct dirctx){ .dir = arg.dirs[i], .plain_fd = -1 };
                 if (run_dir(&dirs[i]) < 0)
                         ret = EXIT_FAILURE;
                 dirs[i].load = loadavg();
                 if (dirs[i].fs[0])
                         print_dir(&dirs[i]);
         }
-        printf("\ntotal time %.0f s; load average %.2f at the end\n", (double) (now_ns() - t0) / 1e9, loadavg());
+        printf("\ntotal time %.0f s; load average %.2f at the end\n", (double) (now_ns() - t0) / 1e9,
+               loadavg());
         for (unsigned i = 0; i < arg.threads; i++)
                 free(thread_buf[i]);
         return ret;

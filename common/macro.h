@@ -27,24 +27,24 @@ static inline void closep(int *fd) {
 #define _cleanup_close_ _cleanup_(closep)
 
 /* Takes ownership out of a _cleanup_ variable. */
-#define TAKE_PTR(p)                                  \
-        ({                                           \
-                __typeof__(p) _taken_ = (p);         \
-                (p) = NULL;                          \
-                _taken_;                             \
+#define TAKE_PTR(p)                                                                                         \
+        ({                                                                                                  \
+                __typeof__(p) _taken_ = (p);                                                                \
+                (p) = NULL;                                                                                 \
+                _taken_;                                                                                    \
         })
-#define TAKE_FD(fd)                                  \
-        ({                                           \
-                int _taken_fd_ = (fd);               \
-                (fd) = -1;                           \
-                _taken_fd_;                          \
+#define TAKE_FD(fd)                                                                                         \
+        ({                                                                                                  \
+                int _taken_fd_ = (fd);                                                                      \
+                (fd) = -1;                                                                                  \
+                _taken_fd_;                                                                                 \
         })
 
 #define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
-#define DIV_ROUND_UP(x, y) (((x) + (y) - 1) / (y))
-#define IS_POWER_OF_2(x) ((x) != 0 && ((x) & ((x) - 1)) == 0)
+#define DIV_ROUND_UP(x, y) (((x) + (y) -1) / (y))
+#define IS_POWER_OF_2(x) ((x) != 0 && ((x) & ((x) -1)) == 0)
 
 /* Negative errno of the last failed call, never 0. */
 static inline int negative_errno(void) {

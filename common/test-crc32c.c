@@ -13,7 +13,7 @@ int main(void) {
         assert(crc32c(0, s, 9) == 0xE3069283u);
         for (size_t i = 0; i <= 9; i++)
                 assert(crc32c(crc32c(0, s, i), s + i, 9 - i) == 0xE3069283u);
-        char zeros[32] = {0};
+        char zeros[32] = { 0 };
         /* iSCSI test vector: 32 bytes of zeros. */
         assert(crc32c(0, zeros, sizeof zeros) == 0x8A9136AAu);
         printf("crc32c ok\n");

@@ -20,7 +20,7 @@ static size_t bucket_of(const struct chunkmap *m, uint64_t chunk) {
 }
 
 int chunkmap_init(struct chunkmap *m, uint64_t n_chunks) {
-        *m = (struct chunkmap) {.n_chunks = n_chunks};
+        *m = (struct chunkmap){ .n_chunks = n_chunks };
         m->n_buckets = 1024;
         m->buckets = calloc(m->n_buckets, sizeof *m->buckets);
         m->n_pages = (size_t) DIV_ROUND_UP(n_chunks, CM_PAGE);
@@ -44,7 +44,7 @@ void chunkmap_release(struct chunkmap *m) {
                 for (size_t i = 0; i < m->n_pages; i++)
                         free(m->pages[i]);
         free(m->pages);
-        *m = (struct chunkmap) {};
+        *m = (struct chunkmap){};
 }
 
 uint32_t chunkmap_written(const struct chunkmap *m, uint64_t chunk) {
@@ -97,13 +97,14 @@ static int grow(struct chunkmap *m) {
         return 0;
 }
 
-int chunkmap_add(struct chunkmap *m, uint64_t chunk, uint32_t lo, uint32_t hi, uint64_t slot, bool persistent) {
+int chunkmap_add(struct chunkmap *m, uint64_t chunk, uint32_t lo, uint32_t hi, uint64_t slot,
+                 bool persistent) {
         if (m->n >= m->n_buckets && grow(m) < 0)
                 return -ENOMEM;
         struct cm_exc *e = malloc(sizeof *e);
         if (!e)
                 return -ENOMEM;
-        *e = (struct cm_exc) {.chunk = chunk, .slot = slot, .lo = lo, .hi = hi, .persistent = persistent};
+        *e = (struct cm_exc){ .chunk = chunk, .slot = slot, .lo = lo, .hi = hi, .persistent = persistent };
         size_t k = bucket_of(m, chunk);
         e->next = m->buckets[k];
         m->buckets[k] = e;
@@ -154,5 +155,6 @@ int chunkmap_foreach(const struct chunkmap *m, int (*fn)(void *ud, const struct 
 uint64_t chunkmap_mem(const struct chunkmap *m) {
         /* malloc rounds a 40-byte node up to a 48-byte chunk. */
         return (uint64_t) m->n * 48 + (uint64_t) m->n_buckets * sizeof(void *) +
-               (uint64_t) m->n_pages * sizeof(void *) + (uint64_t) m->pages_used * CM_PAGE * sizeof(uint32_t);
+               (uint64_t) m->n_pages * sizeof(void *) +
+               (uint64_t) m->pages_used * CM_PAGE * sizeof(uint32_t);
 }

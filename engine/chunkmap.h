@@ -28,8 +28,8 @@ struct cm_exc {
 struct chunkmap {
         struct cm_exc **buckets;
         size_t n_buckets;
-        size_t n;               /* exceptions */
-        uint32_t **pages;       /* WRITTEN, CM_PAGE entries a page */
+        size_t n; /* exceptions */
+        uint32_t **pages; /* WRITTEN, CM_PAGE entries a page */
         size_t n_pages, pages_used;
         uint64_t n_chunks;
 };
@@ -45,7 +45,8 @@ int chunkmap_prepare(struct chunkmap *m, uint64_t chunk);
 int chunkmap_set_written(struct chunkmap *m, uint64_t chunk, uint32_t id);
 
 /* Adds an exception; -ENOMEM. The caller guarantees its range overlaps no other of that chunk. */
-int chunkmap_add(struct chunkmap *m, uint64_t chunk, uint32_t lo, uint32_t hi, uint64_t slot, bool persistent);
+int chunkmap_add(struct chunkmap *m, uint64_t chunk, uint32_t lo, uint32_t hi, uint64_t slot,
+                 bool persistent);
 
 /* The exception of CHUNK whose range holds snapshot ID, or NULL (the snapshot reads the live chunk). */
 const struct cm_exc *chunkmap_find(const struct chunkmap *m, uint64_t chunk, uint32_t id);

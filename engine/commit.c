@@ -59,7 +59,9 @@ static int ckpt_exception(void *ud, const struct cm_exc *e) {
         struct ckpt_ctx *c = ud;
         if (!e->persistent)
                 return 0;
-        struct jr_record r = {.type = JR_EXCEPTION, .chunk = e->chunk, .lo = e->lo, .hi = e->hi, .slot = e->slot};
+        struct jr_record r = {
+                .type = JR_EXCEPTION, .chunk = e->chunk, .lo = e->lo, .hi = e->hi, .slot = e->slot
+        };
         return frame_put(c->v, c->fd, c->f, &r, c->seq, c->off);
 }
 
@@ -97,11 +99,11 @@ int eng_checkpoint_locked(eng_volume *v) {
         memcpy(s.image, v->image_path, sizeof s.image);
 
         uint64_t seq = s.first_seq, off = JR_SUPER_SIZE;
-        struct jr_record rec = {.type = JR_LIMIT, .diff_max = v->diff_max, .policy = (uint32_t) v->policy};
+        struct jr_record rec = { .type = JR_LIMIT, .diff_max = v->diff_max, .policy = (uint32_t) v->policy };
         r = frame_put(v, fd, &f, &rec, &seq, &off);
         if (r < 0)
                 goto fail;
-        rec = (struct jr_record) {.type = JR_NEXT_ID, .id = v->next_id};
+        rec = (struct jr_record){ .type = JR_NEXT_ID, .id = v->next_id };
         r = frame_put(v, fd, &f, &rec, &seq, &off);
         if (r < 0)
                 goto fail;
@@ -110,21 +112,23 @@ int eng_checkpoint_locked(eng_volume *v) {
                 /* A snapshot being deleted has its delete record in the batch this makes durable. */
                 if (!sn->persistent || sn->deleting)
                         continue;
-                rec = (struct jr_record) {.type = JR_SNAP_CREATE, .id = sn->id, .flags = JR_SNAP_F_PERSISTENT,
-                                          .created_ns = sn->created_ns};
+                rec = (struct jr_record){ .type = JR_SNAP_CREATE,
+                                          .id = sn->id,
+                                          .flags = JR_SNAP_F_PERSISTENT,
+                                          .created_ns = sn->created_ns };
                 memcpy(rec.label, sn->label, MIN(sizeof rec.label, sizeof sn->label));
                 rec.label[JR_LABEL_SIZE - 1] = 0;
                 r = frame_put(v, fd, &f, &rec, &seq, &off);
                 if (r < 0)
                         goto fail;
                 if (sn->state == ENG_SNAP_INVALID) {
-                        rec = (struct jr_record) {.type = JR_SNAP_INVALID, .id = sn->id};
+                        rec = (struct jr_record){ .type = JR_SNAP_INVALID, .id = sn->id };
                         r = frame_put(v, fd, &f, &rec, &seq, &off);
                         if (r < 0)
                                 goto fail;
                 }
         }
-        struct ckpt_ctx c = {.v = v, .fd = fd, .f = &f, .seq = &seq, .off = &off};
+        struct ckpt_ctx c = { .v = v, .fd = fd, .f = &f, .seq = &seq, .off = &off };
         r = chunkmap_foreach(&v->map, ckpt_exception, &c);
         if (r < 0)
                 goto fail;
@@ -196,7 +200,8 @@ static void punch_slots(eng_volume *v, uint64_t *slots, size_t n) {
                 size_t j = i + 1;
                 while (j < n && slots[j] == slots[j - 1] + 1)
                         j++;
-                v->io->punch(v->io, v->diff_fd, slots[i] * v->chunk_size, (uint64_t) (j - i) * v->chunk_size);
+                v->io->punch(v->io, v->diff_fd, slots[i] * v->chunk_size,
+                             (uint64_t) (j - i) * v->chunk_size);
                 i = j;
         }
 }
@@ -274,8 +279,8 @@ int eng_commit_wait(eng_volume *v, uint64_t gen) {
                 v->spare = f;
 
                 /* Keep the journal short: rewrite it whole once it has grown well past its size. */
-                uint64_t compact_at = MAX(MAX((uint64_t) COMPACT_MIN, (uint64_t) v->map.n * 64 * 2),
-                                          v->compact_after);
+                uint64_t compact_at =
+                        MAX(MAX((uint64_t) COMPACT_MIN, (uint64_t) v->map.n * 64 * 2), v->compact_after);
                 if (r >= 0 && v->meta_end > compact_at && eng_checkpoint_locked(v) < 0)
                         /* No room for a new file, say: appending still works; try again later. */
                         v->compact_after = v->meta_end + COMPACT_MIN;
@@ -349,4 +354,3 @@ int eng_drop_all_locked(eng_volume *v) {
         pthread_cond_broadcast(&v->commit_cond);
         return 0;
 }
-

@@ -16,13 +16,13 @@
 #include "common/macro.h"
 
 void diffarea_init(struct diffarea *d, uint64_t high, uint64_t max_slots) {
-        *d = (struct diffarea) {.high = high, .max_slots = max_slots};
+        *d = (struct diffarea){ .high = high, .max_slots = max_slots };
 }
 
 void diffarea_release(struct diffarea *d) {
         free(d->free);
         free(d->pending);
-        *d = (struct diffarea) {};
+        *d = (struct diffarea){};
 }
 
 static int push_free(struct diffarea *d, uint64_t slot) {
@@ -84,7 +84,7 @@ int diffarea_free(struct diffarea *d, uint64_t slot, uint64_t gen) {
                 d->pending = p;
                 d->cap_pending = cap;
         }
-        d->pending[d->n_pending++] = (struct da_pending) {.slot = slot, .gen = gen};
+        d->pending[d->n_pending++] = (struct da_pending){ .slot = slot, .gen = gen };
         d->used--;
         return 0;
 }

@@ -17,14 +17,14 @@
 
 struct da_pending {
         uint64_t slot;
-        uint64_t gen;   /* reusable once commit generation GEN is durable */
+        uint64_t gen; /* reusable once commit generation GEN is durable */
 };
 
 struct diffarea {
-        uint64_t high;          /* slots ever handed out: the file holds [0, high) */
+        uint64_t high; /* slots ever handed out: the file holds [0, high) */
         uint64_t used;
-        uint64_t max_slots;     /* UINT64_MAX: unbounded */
-        uint64_t reserved;      /* promised to writes in progress, not yet taken */
+        uint64_t max_slots; /* UINT64_MAX: unbounded */
+        uint64_t reserved; /* promised to writes in progress, not yet taken */
         uint64_t *free;
         size_t n_free, cap_free;
         struct da_pending *pending;

@@ -42,16 +42,17 @@
 typedef struct eng_volume eng_volume;
 struct eng_io;
 
-#define ENG_CHUNK_MIN          4096u
-#define ENG_CHUNK_MAX          (1024u * 1024u)
-#define ENG_CHUNK_DEFAULT      (16u * 1024u) /* bench/RESULTS.md: best random first writes; ~4 MiB heap per GiB preserved */
-#define ENG_MAX_SNAPSHOTS      512u
-#define ENG_LABEL_MAX          63u
-#define ENG_DIFF_UNBOUNDED     UINT64_MAX
+#define ENG_CHUNK_MIN 4096u
+#define ENG_CHUNK_MAX (1024u * 1024u)
+#define ENG_CHUNK_DEFAULT                                                                                   \
+        (16u * 1024u) /* bench/RESULTS.md: best random first writes; ~4 MiB heap per GiB preserved */
+#define ENG_MAX_SNAPSHOTS 512u
+#define ENG_LABEL_MAX 63u
+#define ENG_DIFF_UNBOUNDED UINT64_MAX
 
 /* What a CoW does when the diff area has reached its maximum size. */
 typedef enum eng_policy {
-        ENG_POLICY_PROTECT_VOLUME = 0,   /* delete the oldest snapshots; the live write succeeds */
+        ENG_POLICY_PROTECT_VOLUME = 0, /* delete the oldest snapshots; the live write succeeds */
         ENG_POLICY_PROTECT_SNAPSHOTS = 1 /* fail the live write with -ENOSPC; keep the snapshots */
 } eng_policy;
 
@@ -61,10 +62,10 @@ typedef enum eng_snap_state {
 } eng_snap_state;
 
 struct eng_create_params {
-        uint64_t size;          /* bytes, multiple of 512; 0 with an adopted image: the image's size */
-        uint32_t chunk_size;    /* power of two in [ENG_CHUNK_MIN, ENG_CHUNK_MAX]; 0: ENG_CHUNK_DEFAULT */
-        const char *image;      /* adopt this file or block device; NULL: create DIR/image (sparse) */
-        uint64_t diff_max;      /* maximum bytes of diff area; 0 or ENG_DIFF_UNBOUNDED: unbounded */
+        uint64_t size; /* bytes, multiple of 512; 0 with an adopted image: the image's size */
+        uint32_t chunk_size; /* power of two in [ENG_CHUNK_MIN, ENG_CHUNK_MAX]; 0: ENG_CHUNK_DEFAULT */
+        const char *image; /* adopt this file or block device; NULL: create DIR/image (sparse) */
+        uint64_t diff_max; /* maximum bytes of diff area; 0 or ENG_DIFF_UNBOUNDED: unbounded */
         eng_policy policy;
 };
 
@@ -72,28 +73,28 @@ struct eng_volume_info {
         uint64_t size;
         uint32_t chunk_size;
         uint32_t n_snapshots;
-        uint64_t diff_used;     /* bytes of slots holding preserved data (and slots awaiting reuse) */
-        uint64_t diff_max;      /* ENG_DIFF_UNBOUNDED when unbounded */
+        uint64_t diff_used; /* bytes of slots holding preserved data (and slots awaiting reuse) */
+        uint64_t diff_max; /* ENG_DIFF_UNBOUNDED when unbounded */
         eng_policy policy;
-        bool reflink;           /* preserving a chunk clones extents instead of copying */
-        uint64_t cow_copies;    /* chunks preserved since open */
+        bool reflink; /* preserving a chunk clones extents instead of copying */
+        uint64_t cow_copies; /* chunks preserved since open */
         uint64_t snapshots_reclaimed; /* snapshots deleted to make room since open */
-        uint64_t exceptions;    /* preserved chunks currently mapped */
-        uint64_t mem_bytes;     /* heap used by the chunk maps (exceptions and per-chunk table) */
+        uint64_t exceptions; /* preserved chunks currently mapped */
+        uint64_t mem_bytes; /* heap used by the chunk maps (exceptions and per-chunk table) */
         char image[4096];
 };
 
 struct eng_snap_info {
         uint32_t id;
         char label[ENG_LABEL_MAX + 1];
-        uint64_t created_ns;    /* CLOCK_REALTIME */
+        uint64_t created_ns; /* CLOCK_REALTIME */
         bool persistent;
         eng_snap_state state;
 };
 
 struct eng_snap_params {
         bool persistent;
-        const char *label;      /* free text for the caller (e.g. a shadow GUID), may be NULL */
+        const char *label; /* free text for the caller (e.g. a shadow GUID), may be NULL */
 };
 
 /* Creates a new volume in DIR (created if missing, must not hold a volume) and opens it. */

@@ -78,7 +78,7 @@ static int posix_punch(const struct eng_io *io, int fd, uint64_t off, uint64_t l
         if (fstat(fd, &st) < 0)
                 return negative_errno();
         if (S_ISBLK(st.st_mode)) {
-                uint64_t range[2] = {off, len};
+                uint64_t range[2] = { off, len };
                 if (ioctl(fd, BLKZEROOUT, range) == 0)
                         return 0;
         } else if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t) off, (off_t) len) == 0)
@@ -99,7 +99,8 @@ static int posix_punch(const struct eng_io *io, int fd, uint64_t off, uint64_t l
         return 0;
 }
 
-static int posix_clone(const struct eng_io *io, int src, uint64_t soff, int dst, uint64_t doff, uint64_t len) {
+static int posix_clone(const struct eng_io *io, int src, uint64_t soff, int dst, uint64_t doff,
+                       uint64_t len) {
         struct file_clone_range fcr = {
                 .src_fd = src,
                 .src_offset = soff,

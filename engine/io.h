@@ -27,7 +27,8 @@ struct eng_io {
         int (*truncate)(const struct eng_io *io, int fd, uint64_t size);
         /* Makes [off, off+len) read as zeros, deallocating where it can. */
         int (*punch)(const struct eng_io *io, int fd, uint64_t off, uint64_t len);
-        /* Shares SRC's extents [soff, soff+len) at DST's doff (FICLONERANGE); -EOPNOTSUPP if not possible. */
+        /* Shares SRC's extents [soff, soff+len) at DST's doff (FICLONERANGE); -EOPNOTSUPP if not possible.
+         */
         int (*clone)(const struct eng_io *io, int src, uint64_t soff, int dst, uint64_t doff, uint64_t len);
         /* Atomically replaces TO by FROM and makes the rename durable. */
         int (*rename)(const struct eng_io *io, const char *from, const char *to);

@@ -88,7 +88,8 @@ int journal_parse_super(const void *buf, size_t len, struct jr_super *ret) {
         if (s.flags != 0 || s.first_seq == 0)
                 return -ERANGE;
         s.checkpoint_end = get64(p + SUPER_CKPT_OFF);
-        if (s.checkpoint_end != 0 && (s.checkpoint_end < JR_SUPER_SIZE || s.checkpoint_end > (UINT64_C(1) << 40)))
+        if (s.checkpoint_end != 0 &&
+            (s.checkpoint_end < JR_SUPER_SIZE || s.checkpoint_end > (UINT64_C(1) << 40)))
                 return -ERANGE;
         const char *img = (const char *) p + SUPER_IMAGE_OFF;
         size_t n = strnlen(img, JR_PATH_MAX);
@@ -199,7 +200,7 @@ void journal_frame_reset(struct jr_frame *f) {
 
 void journal_frame_release(struct jr_frame *f) {
         free(f->buf);
-        *f = (struct jr_frame) {};
+        *f = (struct jr_frame){};
 }
 
 /* Checks the frame at OFF; returns its total length, or 0 if it is not a valid frame. */
@@ -231,7 +232,7 @@ static int frame_records(const uint8_t *p, size_t plen, int (*record)(void *, co
         while (off < plen) {
                 if (plen - off < 4)
                         return -EBADMSG;
-                struct jr_record r = {.type = get16(p + off)};
+                struct jr_record r = { .type = get16(p + off) };
                 size_t body = get16(p + off + 2);
                 size_t want = body_size(r.type);
                 if (want == 0 || body != want)
@@ -283,7 +284,7 @@ int journal_scan(const void *buf, size_t len, uint64_t first_seq,
                  int (*record)(void *userdata, const struct jr_record *r), void *userdata,
                  struct jr_scan *ret) {
         const uint8_t *p = buf;
-        struct jr_scan s = {.end = JR_SUPER_SIZE, .next_seq = first_seq};
+        struct jr_scan s = { .end = JR_SUPER_SIZE, .next_seq = first_seq };
 
         if (len < JR_SUPER_SIZE)
                 return -ENODATA;
@@ -297,8 +298,8 @@ int journal_scan(const void *buf, size_t len, uint64_t first_seq,
                 if (frame_records(p + s.end + JR_FRAME_HEADER, flen - JR_FRAME_HEADER, record, userdata,
                                   true) < 0)
                         break;
-                int k = frame_records(p + s.end + JR_FRAME_HEADER, flen - JR_FRAME_HEADER, record,
-                                      userdata, false);
+                int k = frame_records(p + s.end + JR_FRAME_HEADER, flen - JR_FRAME_HEADER, record, userdata,
+                                      false);
                 if (k < 0)
                         return k;
                 s.end += flen;

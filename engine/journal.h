@@ -41,9 +41,9 @@
 enum jr_type {
         JR_SNAP_CREATE = 1, /* id, flags (JR_SNAP_F_*), created_ns, label */
         JR_SNAP_DELETE = 2, /* id */
-        JR_EXCEPTION = 3,   /* chunk, lo, hi, slot: chunk's old data for snapshots lo..hi is in slot */
-        JR_LIMIT = 4,       /* diff_max, policy */
-        JR_NEXT_ID = 5,     /* the next snapshot id to hand out (id) */
+        JR_EXCEPTION = 3, /* chunk, lo, hi, slot: chunk's old data for snapshots lo..hi is in slot */
+        JR_LIMIT = 4, /* diff_max, policy */
+        JR_NEXT_ID = 5, /* the next snapshot id to hand out (id) */
         JR_SNAP_INVALID = 6 /* id: snapshot known damaged */
 };
 
@@ -56,19 +56,19 @@ struct jr_super {
         uint32_t flags;
         uint64_t first_seq;
         char image[JR_PATH_MAX];
-        uint64_t checkpoint_end;        /* offset past the frames written with the superblock */
+        uint64_t checkpoint_end; /* offset past the frames written with the superblock */
 };
 
 struct jr_record {
         enum jr_type type;
-        uint32_t id;        /* SNAP_*, NEXT_ID */
-        uint32_t flags;     /* SNAP_CREATE */
+        uint32_t id; /* SNAP_*, NEXT_ID */
+        uint32_t flags; /* SNAP_CREATE */
         uint64_t created_ns;
         char label[JR_LABEL_SIZE];
-        uint64_t chunk;     /* EXCEPTION */
+        uint64_t chunk; /* EXCEPTION */
         uint32_t lo, hi;
         uint64_t slot;
-        uint64_t diff_max;  /* LIMIT */
+        uint64_t diff_max; /* LIMIT */
         uint32_t policy;
 };
 
@@ -94,11 +94,11 @@ void journal_frame_reset(struct jr_frame *f);
 void journal_frame_release(struct jr_frame *f);
 
 struct jr_scan {
-        size_t end;         /* offset just past the last valid frame: where the next one goes */
-        uint64_t next_seq;  /* sequence the next frame must carry */
-        uint64_t frames;    /* valid frames read */
-        bool torn;          /* bytes after END that look like a torn last commit (harmless) */
-        bool damaged;       /* a damaged frame is followed by a valid one: records were lost */
+        size_t end; /* offset just past the last valid frame: where the next one goes */
+        uint64_t next_seq; /* sequence the next frame must carry */
+        uint64_t frames; /* valid frames read */
+        bool torn; /* bytes after END that look like a torn last commit (harmless) */
+        bool damaged; /* a damaged frame is followed by a valid one: records were lost */
 };
 
 /* Walks the frames of BUF (the whole file, superblock included) starting with sequence FIRST_SEQ,

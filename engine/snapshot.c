@@ -84,7 +84,7 @@ int eng_snap_remove_locked(eng_volume *v, uint32_t id, uint64_t *ret_gen) {
                 /* Valid or invalid, a persistent snapshot is in the journal: its end must be durable
                  * before any writer may stop preserving its chunks. */
                 uint64_t gen;
-                struct jr_record rec = {.type = JR_SNAP_DELETE, .id = id};
+                struct jr_record rec = { .type = JR_SNAP_DELETE, .id = id };
                 int r = eng_journal_add(v, &rec, &gen);
                 if (r < 0)
                         return r;
@@ -104,7 +104,7 @@ int eng_snap_remove_locked(eng_volume *v, uint32_t id, uint64_t *ret_gen) {
         v->n_snaps--;
         eng_snaps_changed(v);
 
-        struct remove_ctx c = {.v = v, .id = id, .gen = v->pending_gen};
+        struct remove_ctx c = { .v = v, .id = id, .gen = v->pending_gen };
         chunkmap_remove_if(&v->map, exc_dead_after, exc_freed, &c);
         *ret_gen = c.gen;
         return 0;
@@ -170,7 +170,7 @@ int engine_snapshot_create(eng_volume *v, const struct eng_snap_params *p, uint3
         }
         uint32_t id = v->next_id++;
         struct eng_snap *s = &v->snaps[v->n_snaps++];
-        *s = (struct eng_snap) {
+        *s = (struct eng_snap){
                 .id = id,
                 .persistent = p->persistent,
                 .created_ns = (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec,
@@ -184,8 +184,10 @@ int engine_snapshot_create(eng_volume *v, const struct eng_snap_params *p, uint3
                 /* The commit syncs the image before the record: every chunk the snapshot reads
                  * from the live image is durable before the snapshot is. */
                 uint64_t gen;
-                struct jr_record rec = {.type = JR_SNAP_CREATE, .id = id, .flags = JR_SNAP_F_PERSISTENT,
-                                        .created_ns = s->created_ns};
+                struct jr_record rec = { .type = JR_SNAP_CREATE,
+                                         .id = id,
+                                         .flags = JR_SNAP_F_PERSISTENT,
+                                         .created_ns = s->created_ns };
                 memcpy(rec.label, s->label, sizeof rec.label);
                 r = eng_journal_add(v, &rec, &gen);
                 if (r >= 0)
@@ -197,7 +199,8 @@ int engine_snapshot_create(eng_volume *v, const struct eng_snap_params *p, uint3
                         struct eng_snap *gone = eng_snap_find(v, id);
                         if (gone) {
                                 size_t i = (size_t) (gone - v->snaps);
-                                memmove(v->snaps + i, v->snaps + i + 1, (v->n_snaps - i - 1) * sizeof *v->snaps);
+                                memmove(v->snaps + i, v->snaps + i + 1,
+                                        (v->n_snaps - i - 1) * sizeof *v->snaps);
                                 v->n_snaps--;
                                 eng_snaps_changed(v);
                         }
@@ -223,7 +226,7 @@ int engine_snapshot_delete(eng_volume *v, uint32_t id) {
 }
 
 static void snap_info(const struct eng_snap *s, struct eng_snap_info *i) {
-        *i = (struct eng_snap_info) {
+        *i = (struct eng_snap_info){
                 .id = s->id,
                 .created_ns = s->created_ns,
                 .persistent = s->persistent,
@@ -356,7 +359,7 @@ int engine_changed_chunks(eng_volume *v, uint32_t from, uint32_t to, uint64_t **
         if (r >= 0) {
                 /* The exception that holds FROM's copy of a chunk ends (HI) at the last snapshot
                  * taken before the chunk was overwritten: TO differs iff it came after that. */
-                struct changed_ctx c = {.from = from, .to = to, .bitmap = bm};
+                struct changed_ctx c = { .from = from, .to = to, .bitmap = bm };
                 chunkmap_foreach(&v->map, mark_changed, &c);
         }
         pthread_mutex_unlock(&v->lock);

@@ -8,12 +8,12 @@
 
 #include "engine/chunkmap.h"
 
-#define CHECK(x)                                                                      \
-        do {                                                                          \
-                if (!(x)) {                                                           \
-                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x); \
-                        abort();                                                      \
-                }                                                                     \
+#define CHECK(x)                                                                                            \
+        do {                                                                                                \
+                if (!(x)) {                                                                                 \
+                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x);               \
+                        abort();                                                                            \
+                }                                                                                           \
         } while (0)
 
 static bool odd_slot(void *ud, const struct cm_exc *e) {

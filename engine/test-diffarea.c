@@ -8,12 +8,12 @@
 
 #include "engine/diffarea.h"
 
-#define CHECK(x)                                                                      \
-        do {                                                                          \
-                if (!(x)) {                                                           \
-                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x); \
-                        abort();                                                      \
-                }                                                                     \
+#define CHECK(x)                                                                                            \
+        do {                                                                                                \
+                if (!(x)) {                                                                                 \
+                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x);               \
+                        abort();                                                                            \
+                }                                                                                           \
         } while (0)
 
 int main(void) {
@@ -44,7 +44,7 @@ int main(void) {
         diffarea_release(&d);
 
         /* Recovery: slots 0 and 2 of 4 in use. */
-        uint8_t seen[1] = {0};
+        uint8_t seen[1] = { 0 };
         diffarea_init(&d, 4, UINT64_MAX);
         CHECK(diffarea_mark_used(&d, 0, seen) == 0);
         CHECK(diffarea_mark_used(&d, 2, seen) == 0);

@@ -19,21 +19,21 @@
 #include "engine/engine.h"
 #include "engine/journal.h"
 
-#define CHECK(x)                                                                      \
-        do {                                                                          \
-                if (!(x)) {                                                           \
-                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x); \
-                        abort();                                                      \
-                }                                                                     \
+#define CHECK(x)                                                                                            \
+        do {                                                                                                \
+                if (!(x)) {                                                                                 \
+                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x);               \
+                        abort();                                                                            \
+                }                                                                                           \
         } while (0)
-#define CHECK_R(call, want)                                                           \
-        do {                                                                          \
-                int _r = (call);                                                      \
-                if (_r != (want)) {                                                   \
-                        fprintf(stderr, "%s:%d: %s returned %d (%s), wanted %d\n", __FILE__, __LINE__, \
-                                #call, _r, strerror(-_r), (want));                    \
-                        abort();                                                      \
-                }                                                                     \
+#define CHECK_R(call, want)                                                                                 \
+        do {                                                                                                \
+                int _r = (call);                                                                            \
+                if (_r != (want)) {                                                                         \
+                        fprintf(stderr, "%s:%d: %s returned %d (%s), wanted %d\n", __FILE__, __LINE__,      \
+                                #call, _r, strerror(-_r), (want));                                          \
+                        abort();                                                                            \
+                }                                                                                           \
         } while (0)
 
 static char root[256];
@@ -53,20 +53,20 @@ static void fill(uint8_t *b, size_t n, unsigned seed) {
 
 static void test_args(void) {
         eng_volume *v = NULL;
-        struct eng_create_params p = {.size = 1 << 20, .chunk_size = 3000};
+        struct eng_create_params p = { .size = 1 << 20, .chunk_size = 3000 };
         CHECK_R(engine_volume_create(dirof("args"), &p, &v), -EINVAL);
         p.chunk_size = 2048;
         CHECK_R(engine_volume_create(dirof("args"), &p, &v), -EINVAL);
         p.chunk_size = 2u << 20;
         CHECK_R(engine_volume_create(dirof("args"), &p, &v), -EINVAL);
-        p = (struct eng_create_params) {.size = 0};
+        p = (struct eng_create_params){ .size = 0 };
         CHECK_R(engine_volume_create(dirof("args"), &p, &v), -EINVAL);
         p.size = 1000;
         CHECK_R(engine_volume_create(dirof("args"), &p, &v), -EINVAL);
         CHECK_R(engine_volume_open(dirof("nothing-here"), &v), -ENOENT);
         CHECK(v == NULL);
 
-        p = (struct eng_create_params) {.size = 1 << 20};
+        p = (struct eng_create_params){ .size = 1 << 20 };
         CHECK_R(engine_volume_create(dirof("args"), &p, &v), 0);
         eng_volume *w = NULL;
         CHECK_R(engine_volume_create(dirof("args"), &p, &w), -EEXIST);
@@ -78,7 +78,7 @@ static void test_args(void) {
         memset(label, 'x', sizeof label - 1);
         label[sizeof label - 1] = 0;
         uint32_t id;
-        struct eng_snap_params sp = {.persistent = true, .label = label};
+        struct eng_snap_params sp = { .persistent = true, .label = label };
         CHECK_R(engine_snapshot_create(v, &sp, &id), -EINVAL);
         CHECK_R(engine_snapshot_delete(v, 77), -ENOENT);
         CHECK_R(engine_snapshot_read(v, 77, b, 16, 0), -ENOENT);
@@ -88,7 +88,7 @@ static void test_args(void) {
 
 static void test_basic(void) {
         const uint32_t chunk = 16384;
-        struct eng_create_params p = {.size = 64 * chunk + 4096, .chunk_size = chunk};
+        struct eng_create_params p = { .size = 64 * chunk + 4096, .chunk_size = chunk };
         eng_volume *v;
         CHECK_R(engine_volume_create(dirof("basic"), &p, &v), 0);
 
@@ -104,7 +104,7 @@ static void test_basic(void) {
 
         /* Three snapshots, then one write: exactly one chunk preserved, for all three. */
         uint32_t s1, s2, s3, s4;
-        struct eng_snap_params per = {.persistent = true, .label = "first"}, non = {.persistent = false};
+        struct eng_snap_params per = { .persistent = true, .label = "first" }, non = { .persistent = false };
         CHECK_R(engine_snapshot_create(v, &per, &s1), 0);
         CHECK_R(engine_snapshot_create(v, &non, &s2), 0);
         CHECK_R(engine_snapshot_create(v, &per, &s3), 0);
@@ -201,7 +201,7 @@ static void corrupt(const char *dir, off_t off, const void *bytes, size_t n, off
 }
 
 static void test_bad_meta(void) {
-        struct eng_create_params p = {.size = 1 << 20, .chunk_size = 4096};
+        struct eng_create_params p = { .size = 1 << 20, .chunk_size = 4096 };
         eng_volume *v;
         const char *d = dirof("badmeta");
         CHECK_R(engine_volume_create(d, &p, &v), 0);
@@ -216,7 +216,7 @@ static void test_bad_meta(void) {
         corrupt(d, 0, garbage, sizeof garbage, -1);
         CHECK_R(engine_volume_open(d, &v), -EBADMSG);
 
-        struct jr_super s = {.version = 9, .size = 1 << 20, .chunk_size = 4096, .first_seq = 1};
+        struct jr_super s = { .version = 9, .size = 1 << 20, .chunk_size = 4096, .first_seq = 1 };
         uint8_t sb[JR_SUPER_SIZE];
         journal_encode_super(&s, sb);
         corrupt(d, 0, sb, sizeof sb, JR_SUPER_SIZE);
@@ -231,13 +231,13 @@ static void test_bad_meta(void) {
 }
 
 static void test_lost_frames(void) {
-        struct eng_create_params p = {.size = 1 << 20, .chunk_size = 4096};
+        struct eng_create_params p = { .size = 1 << 20, .chunk_size = 4096 };
         eng_volume *v;
         const char *d = dirof("lost");
         CHECK_R(engine_volume_create(d, &p, &v), 0);
         uint8_t buf[4096];
         uint32_t ids[4];
-        struct eng_snap_params per = {.persistent = true};
+        struct eng_snap_params per = { .persistent = true };
         for (int i = 0; i < 4; i++) {
                 fill(buf, sizeof buf, (unsigned) i);
                 CHECK_R(engine_write(v, buf, sizeof buf, (uint64_t) i * 4096), 0);
@@ -289,13 +289,13 @@ static void test_lost_frames(void) {
 
 /* A closed volume's checkpoint is renamed into place whole: damage in it is never a torn commit. */
 static void test_damaged_checkpoint(void) {
-        struct eng_create_params p = {.size = 1 << 20, .chunk_size = 4096};
+        struct eng_create_params p = { .size = 1 << 20, .chunk_size = 4096 };
         eng_volume *v;
         const char *d = dirof("ckpt");
         CHECK_R(engine_volume_create(d, &p, &v), 0);
         uint8_t buf[4096];
         uint32_t id;
-        struct eng_snap_params per = {.persistent = true};
+        struct eng_snap_params per = { .persistent = true };
         CHECK_R(engine_snapshot_create(v, &per, &id), 0);
         fill(buf, sizeof buf, 3);
         CHECK_R(engine_write(v, buf, sizeof buf, 0), 0);
@@ -324,14 +324,14 @@ static void test_damaged_checkpoint(void) {
 }
 
 static void test_huge_sparse(void) {
-        struct eng_create_params p = {.size = 64ull << 30};
+        struct eng_create_params p = { .size = 64ull << 30 };
         eng_volume *v;
         const char *d = dirof("huge");
         CHECK_R(engine_volume_create(d, &p, &v), 0);
         uint32_t id;
-        struct eng_snap_params per = {.persistent = true};
+        struct eng_snap_params per = { .persistent = true };
         CHECK_R(engine_snapshot_create(v, &per, &id), 0);
-        uint8_t buf[512] = {1, 2, 3};
+        uint8_t buf[512] = { 1, 2, 3 };
         CHECK_R(engine_write(v, buf, sizeof buf, (64ull << 30) - 512), 0);
         uint8_t r[512];
         CHECK_R(engine_snapshot_read(v, id, r, sizeof r, (64ull << 30) - 512), 0);
@@ -344,16 +344,16 @@ static void test_huge_sparse(void) {
 }
 
 static void test_max_snapshots(void) {
-        struct eng_create_params p = {.size = 1 << 16, .chunk_size = 4096};
+        struct eng_create_params p = { .size = 1 << 16, .chunk_size = 4096 };
         eng_volume *v;
         CHECK_R(engine_volume_create(dirof("max"), &p, &v), 0);
-        struct eng_snap_params non = {.persistent = false};
+        struct eng_snap_params non = { .persistent = false };
         uint32_t id;
         for (unsigned i = 0; i < ENG_MAX_SNAPSHOTS; i++)
                 CHECK_R(engine_snapshot_create(v, &non, &id), 0);
         CHECK_R(engine_snapshot_create(v, &non, &id), -EMLINK);
         struct eng_volume_info info;
-        uint8_t b[4096] = {7};
+        uint8_t b[4096] = { 7 };
         CHECK_R(engine_write(v, b, sizeof b, 0), 0);
         CHECK_R(engine_volume_info(v, &info), 0);
         CHECK(info.cow_copies == 1 && info.n_snapshots == ENG_MAX_SNAPSHOTS);

@@ -15,12 +15,12 @@
 
 #include "engine/journal.h"
 
-#define CHECK(x)                                                                      \
-        do {                                                                          \
-                if (!(x)) {                                                           \
-                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x); \
-                        abort();                                                      \
-                }                                                                     \
+#define CHECK(x)                                                                                            \
+        do {                                                                                                \
+                if (!(x)) {                                                                                 \
+                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x);               \
+                        abort();                                                                            \
+                }                                                                                           \
         } while (0)
 
 struct collect {
@@ -38,7 +38,7 @@ static int collect_record(void *ud, const struct jr_record *r) {
 
 static void test_super(void) {
         uint8_t buf[JR_SUPER_SIZE];
-        struct jr_super s = {.version = JR_VERSION, .size = 1 << 30, .chunk_size = 65536, .first_seq = 7};
+        struct jr_super s = { .version = JR_VERSION, .size = 1 << 30, .chunk_size = 65536, .first_seq = 7 };
         strcpy(s.image, "/dev/loop7");
         journal_encode_super(&s, buf);
 
@@ -74,16 +74,21 @@ static void test_super(void) {
 
 /* Builds a meta file with N frames of two records each; returns its length. */
 static size_t build(uint8_t *file, size_t cap, int frames, size_t *frame_off) {
-        struct jr_super s = {.version = JR_VERSION, .size = 1 << 20, .chunk_size = 4096, .first_seq = 1};
+        struct jr_super s = { .version = JR_VERSION, .size = 1 << 20, .chunk_size = 4096, .first_seq = 1 };
         journal_encode_super(&s, file);
         size_t off = JR_SUPER_SIZE;
         struct jr_frame f = {};
         for (int i = 0; i < frames; i++) {
-                struct jr_record a = {.type = JR_SNAP_CREATE, .id = (uint32_t) i + 1,
-                                      .flags = JR_SNAP_F_PERSISTENT, .created_ns = 42};
+                struct jr_record a = { .type = JR_SNAP_CREATE,
+                                       .id = (uint32_t) i + 1,
+                                       .flags = JR_SNAP_F_PERSISTENT,
+                                       .created_ns = 42 };
                 snprintf(a.label, sizeof a.label, "snap-%d", i);
-                struct jr_record b = {.type = JR_EXCEPTION, .chunk = (uint64_t) i, .lo = 1,
-                                      .hi = (uint32_t) i + 1, .slot = (uint64_t) i};
+                struct jr_record b = { .type = JR_EXCEPTION,
+                                       .chunk = (uint64_t) i,
+                                       .lo = 1,
+                                       .hi = (uint32_t) i + 1,
+                                       .slot = (uint64_t) i };
                 CHECK(journal_frame_add(&f, &a) == 0);
                 CHECK(journal_frame_add(&f, &b) == 0);
                 journal_frame_seal(&f, (uint64_t) i + 1);
@@ -145,10 +150,10 @@ static void test_frames(void) {
 
 static void test_bad_records(void) {
         static uint8_t file[JR_SUPER_SIZE + 4096];
-        struct jr_super s = {.version = JR_VERSION, .size = 1 << 20, .chunk_size = 4096, .first_seq = 1};
+        struct jr_super s = { .version = JR_VERSION, .size = 1 << 20, .chunk_size = 4096, .first_seq = 1 };
         journal_encode_super(&s, file);
         struct jr_frame f = {};
-        struct jr_record r = {.type = JR_EXCEPTION, .chunk = 1, .lo = 3, .hi = 2, .slot = 0}; /* lo > hi */
+        struct jr_record r = { .type = JR_EXCEPTION, .chunk = 1, .lo = 3, .hi = 2, .slot = 0 }; /* lo > hi */
         CHECK(journal_frame_add(&f, &r) == 0);
         journal_frame_seal(&f, 1);
         memcpy(file + JR_SUPER_SIZE, f.buf, f.len);
@@ -157,7 +162,7 @@ static void test_bad_records(void) {
         CHECK(journal_scan(file, JR_SUPER_SIZE + f.len, 1, collect_record, &c, &sc) == 0);
         CHECK(c.n == 0 && sc.frames == 0 && sc.torn);
 
-        struct jr_record unknown = {.type = (enum jr_type) 99};
+        struct jr_record unknown = { .type = (enum jr_type) 99 };
         CHECK(journal_frame_add(&f, &unknown) == -EINVAL);
         journal_frame_release(&f);
 }

@@ -28,8 +28,8 @@
 struct eng_snap {
         uint32_t id;
         bool persistent;
-        bool deleting;                  /* its delete record is being committed: still served */
-        unsigned pins;                  /* reverts reading it: never reclaimed meanwhile */
+        bool deleting; /* its delete record is being committed: still served */
+        unsigned pins; /* reverts reading it: never reclaimed meanwhile */
         eng_snap_state state;
         uint64_t created_ns;
         char label[ENG_LABEL_MAX + 1];
@@ -38,13 +38,13 @@ struct eng_snap {
 struct eng_volume {
         const struct eng_io *io;
         char *dir;
-        char image_path[JR_PATH_MAX];   /* as stored: empty means DIR/image */
+        char image_path[JR_PATH_MAX]; /* as stored: empty means DIR/image */
         int image_fd, diff_fd, meta_fd, lock_fd;
         uint64_t size;
         uint32_t chunk_size;
         unsigned chunk_shift;
         uint64_t n_chunks;
-        bool reflink_ok;                /* the probe at open succeeded */
+        bool reflink_ok; /* the probe at open succeeded */
 
         pthread_mutex_t lock;
         pthread_mutex_t stripe[ENG_STRIPES];
@@ -63,20 +63,20 @@ struct eng_volume {
         /* (L) journal: records wait in PENDING as batch PENDING_GEN; COMMITTED_GEN is durable */
         struct jr_frame pending, spare;
         uint64_t pending_gen, committed_gen;
-        bool pending_image_sync;        /* the batch holds a snapshot creation */
+        bool pending_image_sync; /* the batch holds a snapshot creation */
         bool committing;
         pthread_cond_t commit_cond;
-        uint64_t first_seq, next_seq;   /* frame sequence numbers */
-        uint64_t meta_end;              /* where the next frame goes */
-        int journal_error;              /* sticky: a commit failed */
-        uint64_t drop_epoch;            /* bumped when every snapshot is dropped at once */
-        uint64_t compact_after;         /* no compaction before the journal reaches this size */
+        uint64_t first_seq, next_seq; /* frame sequence numbers */
+        uint64_t meta_end; /* where the next frame goes */
+        int journal_error; /* sticky: a commit failed */
+        uint64_t drop_epoch; /* bumped when every snapshot is dropped at once */
+        uint64_t compact_after; /* no compaction before the journal reaches this size */
 
         /* (L) hold */
         bool held, hold_expired;
-        uint64_t hold_deadline;         /* CLOCK_MONOTONIC ns */
+        uint64_t hold_deadline; /* CLOCK_MONOTONIC ns */
         unsigned inflight;
-        unsigned quiesce;               /* snapshot creations waiting for writes in flight */
+        unsigned quiesce; /* snapshot creations waiting for writes in flight */
         pthread_cond_t hold_cond;
 
         /* (L) statistics */

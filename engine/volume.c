@@ -32,7 +32,6 @@
 #include "common/macro.h"
 #include "engine/volume-internal.h"
 
-
 uint64_t eng_now_mono(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -84,7 +83,7 @@ int engine_set_limit(eng_volume *v, uint64_t diff_max, eng_policy policy) {
         v->policy = policy;
         v->da.max_slots = max_slots;
         uint64_t gen;
-        struct jr_record rec = {.type = JR_LIMIT, .diff_max = diff_max, .policy = (uint32_t) policy};
+        struct jr_record rec = { .type = JR_LIMIT, .diff_max = diff_max, .policy = (uint32_t) policy };
         r = eng_journal_add(v, &rec, &gen);
         if (r >= 0)
                 r = eng_commit_wait(v, gen);
@@ -216,7 +215,7 @@ static int replay_record(void *ud, const struct jr_record *r) {
                 size_t i = eng_snap_lower(v, r->id);
                 memmove(v->snaps + i + 1, v->snaps + i, (v->n_snaps - i) * sizeof *v->snaps);
                 s = &v->snaps[i];
-                *s = (struct eng_snap) {.id = r->id, .persistent = true, .created_ns = r->created_ns};
+                *s = (struct eng_snap){ .id = r->id, .persistent = true, .created_ns = r->created_ns };
                 memcpy(s->label, r->label, MIN(sizeof s->label, sizeof r->label));
                 s->label[ENG_LABEL_MAX] = 0;
                 v->n_snaps++;
@@ -382,7 +381,7 @@ static int volume_load(eng_volume *v, bool repair) {
         if (r < 0)
                 return r;
 
-        struct replay rp = {.v = v};
+        struct replay rp = { .v = v };
         struct jr_scan scan;
         r = journal_scan(buf, (size_t) meta_size, s.first_seq, replay_record, &rp, &scan);
         if (r < 0)
@@ -407,7 +406,7 @@ static int volume_load(eng_volume *v, bool repair) {
         _cleanup_free_ uint8_t *seen = calloc(1, (size_t) (high / 8 + 1));
         if (!seen)
                 return -ENOMEM;
-        struct slot_check sc = {.v = v, .seen = seen};
+        struct slot_check sc = { .v = v, .seen = seen };
         chunkmap_foreach(&v->map, check_slot, &sc);
         if (sc.bad)
                 damaged = true;
@@ -502,7 +501,7 @@ int engine_volume_open(const char *dir, eng_volume **ret) {
 int engine_volume_create_io(const char *dir, const struct eng_create_params *p, const struct eng_io *io,
                             eng_volume **ret) {
         char path[PATH_MAX], tmp[PATH_MAX];
-        struct jr_super s = {.version = JR_VERSION, .first_seq = 1};
+        struct jr_super s = { .version = JR_VERSION, .first_seq = 1 };
         int fd = -1, r;
 
         if (!dir || !p || !io || !ret)
@@ -571,7 +570,7 @@ int engine_volume_create_io(const char *dir, const struct eng_create_params *p, 
         struct jr_frame f = {};
         r = sb ? 0 : -ENOMEM;
         uint64_t diff_max = p->diff_max ? p->diff_max : ENG_DIFF_UNBOUNDED;
-        struct jr_record rec = {.type = JR_LIMIT, .diff_max = diff_max, .policy = (uint32_t) p->policy};
+        struct jr_record rec = { .type = JR_LIMIT, .diff_max = diff_max, .policy = (uint32_t) p->policy };
         if (r >= 0)
                 r = journal_frame_add(&f, &rec);
         if (r >= 0) {

@@ -50,8 +50,8 @@ static void gate_enter(eng_volume *v) {
                         pthread_cond_broadcast(&v->hold_cond);
                         continue;
                 }
-                struct timespec ts = {.tv_sec = (time_t) (v->hold_deadline / 1000000000u),
-                                      .tv_nsec = (long) (v->hold_deadline % 1000000000u)};
+                struct timespec ts = { .tv_sec = (time_t) (v->hold_deadline / 1000000000u),
+                                       .tv_nsec = (long) (v->hold_deadline % 1000000000u) };
                 pthread_cond_timedwait(&v->hold_cond, &v->lock, &ts);
         }
         v->inflight++;
@@ -91,8 +91,8 @@ int engine_hold(eng_volume *v, uint32_t timeout_ms) {
         v->hold_expired = false;
         v->hold_deadline = eng_now_mono() + (uint64_t) timeout_ms * 1000000u;
         while (v->inflight > 0) {
-                struct timespec ts = {.tv_sec = (time_t) (v->hold_deadline / 1000000000u),
-                                      .tv_nsec = (long) (v->hold_deadline % 1000000000u)};
+                struct timespec ts = { .tv_sec = (time_t) (v->hold_deadline / 1000000000u),
+                                       .tv_nsec = (long) (v->hold_deadline % 1000000000u) };
                 if (pthread_cond_timedwait(&v->hold_cond, &v->lock, &ts) == ETIMEDOUT && v->inflight > 0) {
                         v->held = false;
                         pthread_cond_broadcast(&v->hold_cond);
@@ -127,9 +127,9 @@ int engine_release(eng_volume *v) {
 struct cow_plan {
         uint64_t chunk;
         uint64_t slot;
-        uint32_t written;       /* the chunk's WRITTEN id when planned */
-        uint32_t hi;            /* the newest valid snapshot then */
-        bool whole;             /* the write replaces the whole chunk */
+        uint32_t written; /* the chunk's WRITTEN id when planned */
+        uint32_t hi; /* the newest valid snapshot then */
+        bool whole; /* the write replaces the whole chunk */
 };
 
 /* (L held) Index of the first valid snapshot with id > AFTER, or n_snaps. */
@@ -215,7 +215,7 @@ static int plan_locked(eng_volume *v, uint64_t first, uint64_t last, uint64_t ws
                         unplan_locked(v, plan, n);
                         return r;
                 }
-                plan[n++] = (struct cow_plan) {
+                plan[n++] = (struct cow_plan){
                         .chunk = c,
                         .slot = slot,
                         .written = w,
@@ -237,8 +237,8 @@ static int copy_planned(eng_volume *v, const struct cow_plan *plan, size_t n) {
 
         for (size_t i = 0; i < n && r >= 0;) {
                 size_t j = i + 1;
-                while (j < n && plan[j].chunk == plan[j - 1].chunk + 1 && plan[j].slot == plan[j - 1].slot + 1 &&
-                       plan[j].whole == plan[i].whole)
+                while (j < n && plan[j].chunk == plan[j - 1].chunk + 1 &&
+                       plan[j].slot == plan[j - 1].slot + 1 && plan[j].whole == plan[i].whole)
                         j++;
                 uint64_t off = plan[i].chunk << v->chunk_shift;
                 size_t len = (size_t) MIN((uint64_t) (j - i) << v->chunk_shift, v->size - off);
@@ -304,8 +304,9 @@ static int publish_locked(eng_volume *v, const struct cow_plan *plan, size_t n, 
                 chunkmap_set_written(&v->map, p->chunk, hi);
                 v->cow_copies++;
                 if (persistent) {
-                        struct jr_record rec = {.type = JR_EXCEPTION, .chunk = p->chunk, .lo = lo, .hi = hi,
-                                                .slot = p->slot};
+                        struct jr_record rec = {
+                                .type = JR_EXCEPTION, .chunk = p->chunk, .lo = lo, .hi = hi, .slot = p->slot
+                        };
                         r = eng_journal_add(v, &rec, &gen);
                         if (r < 0)
                                 /* The exception is in memory only: no later write may trust it. */

@@ -115,7 +115,8 @@ static void fail(const char *fmt, ...) {
         fputc('\n', stderr);
 }
 
-__attribute__((format(printf, 2, 0))) static void fuse_log_to_stderr(enum fuse_log_level level, const char *fmt, va_list ap) {
+__attribute__((format(printf, 2, 0))) static void fuse_log_to_stderr(enum fuse_log_level level,
+                                                                     const char *fmt, va_list ap) {
         if (level > FUSE_LOG_ERR)
                 return;
         fprintf(stderr, "%s: fuse: ", program);

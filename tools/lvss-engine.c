@@ -126,8 +126,9 @@ static int exit_for_errno(int r) {
 /* Parses a snapshot id argument; EXIT_OK, or the usage error already reported. */
 static int parse_id_arg(const char *arg, uint32_t *ret) {
         if (tool_parse_id(arg, ret) < 0)
-                return fail(EXIT_USAGE, "invalid snapshot id '%s': give a positive number as shown by '%s list'",
-                            arg, program);
+                return fail(EXIT_USAGE,
+                            "invalid snapshot id '%s': give a positive number as shown by '%s list'", arg,
+                            program);
         return EXIT_OK;
 }
 
