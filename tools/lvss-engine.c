@@ -422,6 +422,19 @@ static int print_info(eng_volume *v, const char *dir) {
         return EXIT_OK;
 }
 
+/* For verbs with only the common options: parses them and checks the number of arguments.
+ * Returns false, with the exit code in *RET, when the verb must stop here (--help, bad usage). */
+static bool parse_plain_verb(int argc, char **argv, int *ret) {
+        static const struct option options[] = { COMMON_OPTIONS, {} };
+        int c;
+
+        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
+                if (common_option(c, ret) < 0)
+                        return false;
+        *ret = check_args(argc, argv);
+        return *ret == 0;
+}
+
 static int verb_create(int argc, char **argv) {
         static const struct option options[] = { COMMON_OPTIONS,
                                                  { "size", required_argument, NULL, 's' },
@@ -501,32 +514,24 @@ static int verb_create(int argc, char **argv) {
 }
 
 static int verb_info(int argc, char **argv) {
-        static const struct option options[] = { COMMON_OPTIONS, {} };
         _cleanup_volume_ eng_volume *v = NULL;
-        int c, r, ret;
+        int r, ret;
 
-        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
-                if (common_option(c, &ret) < 0)
-                        return ret;
-        if ((r = check_args(argc, argv)) != 0)
-                return r;
+        if (!parse_plain_verb(argc, argv, &ret))
+                return ret;
         if ((r = open_volume(argv[optind], &v)) != 0)
                 return r;
         return print_info(v, argv[optind]);
 }
 
 static int verb_list(int argc, char **argv) {
-        static const struct option options[] = { COMMON_OPTIONS, {} };
         _cleanup_volume_ eng_volume *v = NULL;
         _cleanup_free_ struct eng_snap_info *snaps = NULL;
         size_t n = 0;
-        int c, r, ret;
+        int r, ret;
 
-        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
-                if (common_option(c, &ret) < 0)
-                        return ret;
-        if ((r = check_args(argc, argv)) != 0)
-                return r;
+        if (!parse_plain_verb(argc, argv, &ret))
+                return ret;
         const char *dir = argv[optind];
         if ((r = open_volume(dir, &v)) != 0)
                 return r;
@@ -1005,20 +1010,16 @@ static int verb_import(int argc, char **argv) {
 }
 
 static int verb_changed(int argc, char **argv) {
-        static const struct option options[] = { COMMON_OPTIONS, {} };
         _cleanup_volume_ eng_volume *v = NULL;
         _cleanup_free_ uint64_t *bitmap = NULL;
         struct eng_volume_info info;
         uint64_t n_chunks = 0, count = 0;
         uint32_t from, to = 0;
         bool first = true;
-        int c, r, ret;
+        int r, ret;
 
-        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
-                if (common_option(c, &ret) < 0)
-                        return ret;
-        if ((r = check_args(argc, argv)) != 0)
-                return r;
+        if (!parse_plain_verb(argc, argv, &ret))
+                return ret;
         const char *dir = argv[optind];
         if ((r = parse_id_arg(argv[optind + 1], &from)) != EXIT_OK)
                 return r;
@@ -1080,16 +1081,12 @@ static int verb_changed(int argc, char **argv) {
 }
 
 static int verb_revert(int argc, char **argv) {
-        static const struct option options[] = { COMMON_OPTIONS, {} };
         _cleanup_volume_ eng_volume *v = NULL;
         uint32_t id;
-        int c, r, ret;
+        int r, ret;
 
-        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
-                if (common_option(c, &ret) < 0)
-                        return ret;
-        if ((r = check_args(argc, argv)) != 0)
-                return r;
+        if (!parse_plain_verb(argc, argv, &ret))
+                return ret;
         const char *dir = argv[optind];
         if ((r = parse_id_arg(argv[optind + 1], &id)) != EXIT_OK)
                 return r;
@@ -1119,14 +1116,10 @@ static int verb_revert(int argc, char **argv) {
 }
 
 static int verb_repair(int argc, char **argv) {
-        static const struct option options[] = { COMMON_OPTIONS, {} };
-        int c, r, ret;
+        int r, ret;
 
-        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
-                if (common_option(c, &ret) < 0)
-                        return ret;
-        if ((r = check_args(argc, argv)) != 0)
-                return r;
+        if (!parse_plain_verb(argc, argv, &ret))
+                return ret;
         const char *dir = argv[optind];
         r = engine_volume_repair(dir);
         if (r < 0)
