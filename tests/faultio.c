@@ -88,42 +88,13 @@ static void fio_set_crashed(faultio *f) {
         __atomic_store_n(&f->crashed, true, __ATOMIC_RELEASE);
 }
 
+/* The real I/O, short transfers finished (bypassing the recording). */
 static int fio_pread_full(int fd, void *buf, size_t len, uint64_t off) {
-        uint8_t *p = buf;
-
-        while (len > 0) {
-                ssize_t n = pread(fd, p, len, (off_t) off);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (n == 0) {
-                        memset(p, 0, len);
-                        return 0;
-                }
-                p += n;
-                len -= (size_t) n;
-                off += (uint64_t) n;
-        }
-        return 0;
+        return eng_io_posix.pread(&eng_io_posix, fd, buf, len, off);
 }
 
 static int fio_pwrite_full(int fd, const void *buf, size_t len, uint64_t off) {
-        const uint8_t *p = buf;
-
-        while (len > 0) {
-                ssize_t n = pwrite(fd, p, len, (off_t) off);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                p += n;
-                len -= (size_t) n;
-                off += (uint64_t) n;
-        }
-        return 0;
+        return eng_io_posix.pwrite(&eng_io_posix, fd, buf, len, off);
 }
 
 static struct fio_fdent *fio_fdent(faultio *f, int fd) {
