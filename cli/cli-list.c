@@ -1,0 +1,411 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * lvss list volumes|shadows|storage|providers|writers|sets, and lvss
+ * storage list|resize. Each list is one read-only call of
+ * org.lvss.Manager1 printed as an aligned table or, with --json, as one
+ * JSON array; volumes and shadows are printed by their own files.
+ */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "cli/cli-verbs.h"
+#include "tools/tool-util.h"
+
+/* Parses a list verb's options, connects and calls METHOD without arguments; 0 or exit code. */
+static int list_call(int argc, char **argv, const char *method, sd_bus **ret_bus,
+                     sd_bus_message **ret_reply) {
+        _cleanup_bus_ sd_bus *bus = NULL;
+        int r;
+
+        if (!cli_parse_plain_verb(argc, argv, &r))
+                return r;
+        r = cli_connect(&bus);
+        if (r == 0)
+                r = cli_call(bus, method, ret_reply, NULL);
+        if (r == 0)
+                *ret_bus = TAKE_PTR(bus);
+        return r;
+}
+
+/* Prints the table T, or NONE when it is empty (human output). */
+static void print_table(cli_table *t, const char *none) {
+        if (cli_table_rows(t) == 0)
+                printf("%s\n", none);
+        else
+                cli_table_print(t, stdout);
+}
+
+/* ---- storage ------------------------------------------------------------------------------------- */
+
+/* Prints ListStorage's a(stttt): all volumes as an array, or only ONLY as one object. */
+static int print_storage(sd_bus_message *reply, const char *only) {
+        _cleanup_table_ cli_table *t = NULL;
+        _cleanup_(cli_json_release) cli_json j = {};
+        const char *volume;
+        uint64_t used, allocated, max, chunks;
+        bool found = false;
+        int r;
+
+        t = cli_table_new("VOLUME", "USED", "ALLOCATED", "MAX", "CHUNKS", NULL);
+        if (!t || cli_json_open(&j) < 0)
+                return cli_fail(CLI_EXIT_FAILED, "out of memory");
+        for (size_t col = 1; col <= 4; col++)
+                cli_table_align_right(t, col);
+        if (!only)
+                cli_json_begin_array(&j);
+        r = sd_bus_message_enter_container(reply, 'a', "(stttt)");
+        while (r >= 0 &&
+               (r = sd_bus_message_read(reply, "(stttt)", &volume, &used, &allocated, &max, &chunks)) > 0) {
+                char n[24];
+
+                if (only && strcmp(volume, only) != 0)
+                        continue;
+                found = true;
+                cli_json_begin_object(&j);
+                cli_json_key(&j, "volume");
+                cli_json_string(&j, volume);
+                cli_json_key(&j, "used");
+                cli_json_uint(&j, used);
+                cli_json_key(&j, "allocated");
+                cli_json_uint(&j, allocated);
+                cli_json_key(&j, "max");
+                cli_json_limit(&j, max);
+                cli_json_key(&j, "chunks");
+                cli_json_uint(&j, chunks);
+                cli_json_end_object(&j);
+                snprintf(n, sizeof n, "%" PRIu64, chunks);
+                if (cli_table_add(t, volume, FORMAT_BYTES(used), FORMAT_BYTES(allocated),
+                                  CLI_FORMAT_LIMIT(max), n) < 0)
+                        r = -ENOMEM;
+        }
+        if (r < 0)
+                return cli_bus_parse_error(r);
+        if (only && !found)
+                return cli_fail(CLI_EXIT_NOT_FOUND,
+                                "lvssd lists no storage for volume %s: see 'lvss list storage'", only);
+        if (!only)
+                cli_json_end_array(&j);
+        if (cli_arg_json)
+                cli_json_emit(&j);
+        else
+                print_table(t, "No volumes, so no diff areas.");
+        return CLI_EXIT_OK;
+}
+
+static int list_storage(int argc, char **argv) {
+        _cleanup_bus_ sd_bus *bus = NULL;
+        _cleanup_bus_message_ sd_bus_message *reply = NULL;
+        int r;
+
+        r = list_call(argc, argv, "ListStorage", &bus, &reply);
+        if (r != 0)
+                return r;
+        return print_storage(reply, NULL);
+}
+
+static int storage_resize(int argc, char **argv) {
+        enum { OPT_MAX = CLI_OPT_FIRST_VERB_OPTION };
+        static const struct option options[] = { CLI_COMMON_OPTIONS,
+                                                 { "max", required_argument, NULL, OPT_MAX },
+                                                 {} };
+        _cleanup_bus_ sd_bus *bus = NULL;
+        _cleanup_bus_message_ sd_bus_message *reply = NULL;
+        _cleanup_free_ char *target = NULL, *volume = NULL;
+        uint64_t max = 0;
+        bool have_max = false;
+        int c, k, r;
+
+        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
+                if ((k = cli_common_option(c, &r)) < 0)
+                        return r;
+                if (k > 0)
+                        continue;
+                if (c == OPT_MAX) {
+                        if ((r = cli_parse_size_option("--max", optarg, true, &max)) != 0)
+                                return r;
+                        if (max == 0)
+                                return cli_fail(CLI_EXIT_USAGE, "invalid --max 0: give a positive size, or "
+                                                                "'unbounded' for no limit");
+                        have_max = true;
+                }
+        }
+        if ((r = cli_check_args(argc, argv)) != 0)
+                return r;
+        if (!have_max)
+                return cli_usage_error("%s: --max is missing", cli_verb_name());
+        if ((r = cli_target_arg(argv[optind], &target)) != 0)
+                return r;
+
+        r = cli_connect(&bus);
+        if (r == 0)
+                r = cli_call(bus, "ResizeStorage", NULL, "st", target, max);
+        if (r != 0)
+                return r;
+        /* Show the result: the volume's line of ListStorage. */
+        if (cli_volume_name_is_valid(target))
+                volume = TAKE_PTR(target);
+        else if ((r = cli_resolve_target(bus, target, &volume)) != 0)
+                return r;
+        r = cli_call(bus, "ListStorage", &reply, NULL);
+        if (r != 0)
+                return r;
+        return print_storage(reply, volume);
+}
+
+/* ---- providers, writers, sets -------------------------------------------------------------------- */
+
+static int list_providers(int argc, char **argv) {
+        _cleanup_bus_ sd_bus *bus = NULL;
+        _cleanup_bus_message_ sd_bus_message *reply = NULL;
+        _cleanup_table_ cli_table *t = NULL;
+        _cleanup_(cli_json_release) cli_json j = {};
+        int r;
+
+        r = list_call(argc, argv, "ListProviders", &bus, &reply);
+        if (r != 0)
+                return r;
+        t = cli_table_new("NAME", "VERSION", "CAPABILITIES", NULL);
+        if (!t || cli_json_open(&j) < 0)
+                return cli_fail(CLI_EXIT_FAILED, "out of memory");
+
+        cli_json_begin_array(&j);
+        r = sd_bus_message_enter_container(reply, 'a', "(ssas)");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "ssas")) > 0) {
+                _cleanup_strv_ char **caps = NULL;
+                _cleanup_free_ char *joined = NULL;
+                const char *name, *version;
+                size_t len = 1;
+
+                r = sd_bus_message_read(reply, "ss", &name, &version);
+                if (r >= 0)
+                        r = sd_bus_message_read_strv(reply, &caps);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        break;
+
+                cli_json_begin_object(&j);
+                cli_json_key(&j, "name");
+                cli_json_string(&j, name);
+                cli_json_key(&j, "version");
+                cli_json_string(&j, version);
+                cli_json_key(&j, "capabilities");
+                cli_json_begin_array(&j);
+                for (char **c = caps; c && *c; c++) {
+                        cli_json_string(&j, *c);
+                        len += strlen(*c) + 1;
+                }
+                cli_json_end_array(&j);
+                cli_json_end_object(&j);
+
+                joined = calloc(1, len);
+                if (!joined) {
+                        r = -ENOMEM;
+                        break;
+                }
+                for (char **c = caps; c && *c; c++) {
+                        if (*joined)
+                                strcat(joined, ",");
+                        strcat(joined, *c);
+                }
+                if (cli_table_add(t, name, version, *joined ? joined : NULL) < 0)
+                        r = -ENOMEM;
+        }
+        if (r < 0)
+                return cli_bus_parse_error(r);
+        cli_json_end_array(&j);
+        if (cli_arg_json)
+                cli_json_emit(&j);
+        else
+                print_table(t, "No providers.");
+        return CLI_EXIT_OK;
+}
+
+static int list_writers(int argc, char **argv) {
+        _cleanup_bus_ sd_bus *bus = NULL;
+        _cleanup_bus_message_ sd_bus_message *reply = NULL;
+        _cleanup_table_ cli_table *t = NULL;
+        _cleanup_(cli_json_release) cli_json j = {};
+        const char *name, *class_id, *instance_id, *state, *error;
+        int r;
+
+        r = list_call(argc, argv, "ListWriters", &bus, &reply);
+        if (r != 0)
+                return r;
+        t = cli_table_new("NAME", "CLASS-ID", "INSTANCE-ID", "STATE", "ERROR", NULL);
+        if (!t || cli_json_open(&j) < 0)
+                return cli_fail(CLI_EXIT_FAILED, "out of memory");
+
+        cli_json_begin_array(&j);
+        r = sd_bus_message_enter_container(reply, 'a', "(sssss)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(sssss)", &name, &class_id, &instance_id, &state,
+                                                  &error)) > 0) {
+                cli_json_begin_object(&j);
+                cli_json_key(&j, "name");
+                cli_json_string(&j, name);
+                cli_json_key(&j, "class_id");
+                cli_json_string(&j, class_id);
+                cli_json_key(&j, "instance_id");
+                cli_json_string(&j, instance_id);
+                cli_json_key(&j, "state");
+                cli_json_string(&j, state);
+                cli_json_key(&j, "error");
+                if (*error)
+                        cli_json_string(&j, error);
+                else
+                        cli_json_null(&j);
+                cli_json_end_object(&j);
+                if (cli_table_add(t, name, class_id, instance_id, state, *error ? error : NULL) < 0)
+                        r = -ENOMEM;
+        }
+        if (r < 0)
+                return cli_bus_parse_error(r);
+        cli_json_end_array(&j);
+        if (cli_arg_json)
+                cli_json_emit(&j);
+        else
+                print_table(t, "No writers.");
+        return CLI_EXIT_OK;
+}
+
+static int list_sets(int argc, char **argv) {
+        _cleanup_bus_ sd_bus *bus = NULL;
+        _cleanup_bus_message_ sd_bus_message *reply = NULL;
+        _cleanup_table_ cli_table *t = NULL;
+        _cleanup_(cli_json_release) cli_json j = {};
+        int r;
+
+        r = list_call(argc, argv, "ListSets", &bus, &reply);
+        if (r != 0)
+                return r;
+        t = cli_table_new("ID", "CONTEXT", "CREATED", "HOLD", "SHADOWS", NULL);
+        if (!t || cli_json_open(&j) < 0)
+                return cli_fail(CLI_EXIT_FAILED, "out of memory");
+        cli_table_align_right(t, 3);
+        cli_table_align_right(t, 4);
+
+        cli_json_begin_array(&j);
+        r = sd_bus_message_enter_container(reply, 'a', "(ssttas)");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "ssttas")) > 0) {
+                _cleanup_strv_ char **shadows = NULL;
+                const char *id, *context;
+                uint64_t created, hold_usec;
+                size_t n = 0;
+                char count[24];
+
+                r = sd_bus_message_read(reply, "sstt", &id, &context, &created, &hold_usec);
+                if (r >= 0)
+                        r = sd_bus_message_read_strv(reply, &shadows);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        break;
+
+                cli_json_begin_object(&j);
+                cli_json_key(&j, "id");
+                cli_json_string(&j, id);
+                cli_json_key(&j, "context");
+                cli_json_string(&j, context);
+                cli_json_key(&j, "created");
+                cli_json_time(&j, created);
+                cli_json_key(&j, "hold_ms");
+                cli_json_msec(&j, hold_usec);
+                cli_json_key(&j, "shadows");
+                cli_json_begin_array(&j);
+                for (char **s = shadows; s && *s; s++, n++)
+                        cli_json_string(&j, *s);
+                cli_json_end_array(&j);
+                cli_json_end_object(&j);
+                snprintf(count, sizeof count, "%zu", n);
+                if (cli_table_add(t, id, context, CLI_FORMAT_TIME(created), CLI_FORMAT_MSEC(hold_usec),
+                                  count) < 0)
+                        r = -ENOMEM;
+        }
+        if (r < 0)
+                return cli_bus_parse_error(r);
+        cli_json_end_array(&j);
+        if (cli_arg_json)
+                cli_json_emit(&j);
+        else
+                print_table(t, "No shadow copy sets: create one with 'lvss create TARGET...'.");
+        return CLI_EXIT_OK;
+}
+
+/* ---- the tables ---------------------------------------------------------------------------------- */
+
+static const cli_verb verb_list_volumes = {
+        "volumes", "", "List the volumes any provider can snapshot.", NULL, 0, 0, cli_volume_list,
+};
+
+static const cli_verb verb_list_shadows = {
+        "shadows",
+        "[--volume TARGET] [--set SET_ID]",
+        "List the shadow copies, of one volume or set if given.",
+        "      --volume TARGET      only this volume's (a volume name or mount point)\n"
+        "      --set SET_ID         only this set's\n",
+        0,
+        0,
+        cli_shadow_list,
+};
+
+static const cli_verb verb_list_storage = {
+        "storage",    "", "Show each volume's diff area: used, allocated, maximum, preserved chunks.",
+        NULL,         0,  0,
+        list_storage,
+};
+
+static const cli_verb verb_list_providers = {
+        "providers", "", "List the providers: name, version, capabilities.", NULL, 0, 0, list_providers,
+};
+
+static const cli_verb verb_list_writers = {
+        "writers",    "", "List the writers: name, class id, instance id, state, last error.", NULL, 0, 0,
+        list_writers,
+};
+
+static const cli_verb verb_list_sets = {
+        "sets",    "", "List the shadow copy sets: id, context, creation time, hold window, shadows.",
+        NULL,      0,  0,
+        list_sets,
+};
+
+static const cli_verb *const list_verbs[] = {
+        &verb_list_volumes,   &verb_list_shadows, &verb_list_storage,
+        &verb_list_providers, &verb_list_writers, &verb_list_sets,
+};
+
+const cli_verb cli_verb_list = {
+        .name = "list",
+        .summary = "List volumes, shadow copies, diff areas, providers, writers or sets.",
+        .sub = list_verbs,
+        .n_sub = ELEMENTSOF(list_verbs),
+};
+
+static const cli_verb verb_storage_list = {
+        "list", "", "Show each volume's diff area (as 'lvss list storage').", NULL, 0, 0, list_storage,
+};
+
+static const cli_verb verb_storage_resize = {
+        "resize",
+        "TARGET --max SIZE|unbounded",
+        "Set the maximum size of a volume's diff area and print the volume's storage.",
+        "      --max SIZE           the new maximum (K, M, G, T suffixes), or 'unbounded'\n",
+        1,
+        1,
+        storage_resize,
+};
+
+static const cli_verb *const storage_verbs[] = {
+        &verb_storage_list,
+        &verb_storage_resize,
+};
+
+const cli_verb cli_verb_storage = {
+        .name = "storage",
+        .summary = "Show and size the diff areas.",
+        .sub = storage_verbs,
+        .n_sub = ELEMENTSOF(storage_verbs),
+};

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The host's mount table as /proc/self/mountinfo describes it, and the link from a mounted
+ * filesystem to the loop device under it and that device's backing file (host/loopdev.h).
+ *
+ * Paths are compared after realpath() on our side and as the kernel prints them on its side (in
+ * our mount namespace and relative to our root). Every function returns a negative errno on
+ * failure and >= 0 on success; ret_* parameters are untouched on failure.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <sys/types.h>
+
+#include "host/loopdev.h"
+
+/* One line of /proc/self/mountinfo, octal escapes (\040 for a space...) undone. */
+struct mount_entry {
+        int mount_id;
+        int parent_id;
+        dev_t dev; /* field 3, major:minor: st_dev of files in it (anonymous 0:N for btrfs) */
+        char *root; /* the directory of the filesystem mounted here ("/" unless a bind mount) */
+        char *mountpoint;
+        char *options; /* per-mount options, "rw,relatime" */
+        char *fstype;
+        char *source; /* "/dev/loop3", or whatever the filesystem says ("tmpfs", "host:/path") */
+};
+
+/* Frees E and its strings; accepts NULL. */
+void mount_entry_free(struct mount_entry *e);
+static inline void mount_entry_freep(struct mount_entry **e) {
+        mount_entry_free(*e);
+}
+
+/* Frees a NULL-terminated string vector and its strings; accepts NULL. */
+static inline void strv_free(char **l) {
+        if (!l)
+                return;
+        for (char **s = l; *s; s++)
+                free(*s);
+        free(l);
+}
+static inline void strv_freep(char ***l) {
+        strv_free(*l);
+}
+
+/* Parses one mountinfo LINE (trailing newline allowed) into *RET; -EINVAL if malformed. */
+int mounts_parse_line(const char *line, struct mount_entry **ret);
+
+/* The mount whose mount point is exactly realpath(PATH), the topmost if several are stacked
+ * there; -ENOENT if PATH is not a mount point, -errno if PATH cannot be resolved. */
+int mounts_find(const char *path, struct mount_entry **ret);
+
+/* Every mount point mounted from block device DEV (by mountinfo's major:minor, or by its source
+ * device node for filesystems such as btrfs that report an anonymous device), each once, in
+ * mount table order, as a NULL-terminated vector to free with strv_free(). Returns the count;
+ * RET_N may be NULL. */
+int mounts_list_for_device(dev_t dev, char ***ret_mountpoints, size_t *ret_n);
+
+/* For the filesystem mounted at MOUNTPOINT from a loop device: that device's backing file (as
+ * loopdev_backing_file() reports it), its node ("/dev/loop3") and the filesystem type. -ENOENT
+ * if MOUNTPOINT is not a mount point, -ENOTBLK if it is not mounted from a bound loop device.
+ * Any ret_* may be NULL. */
+int mounts_resolve_loop_backing(const char *mountpoint, char **ret_backing, char **ret_device,
+                                char **ret_fstype);
+
+/* 1 if A and B are on the same filesystem (same st_dev after stat(), so a btrfs subvolume counts
+ * as a filesystem of its own), 0 if not, -errno if either cannot be stat()ed. */
+int mounts_same_filesystem(const char *a, const char *b);

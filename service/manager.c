@@ -1,0 +1,1019 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * lvssd's model (manager.h): volumes, shadows, sets, and the FUSE export that serves them.
+ *
+ * Invariants: every volume in `volumes` is open in its provider and exported as
+ * RUNTIME/dev/volumes/NAME; every shadow in `shadows` has a snapshot in its volume's provider
+ * (until the provider reclaims it for room: manager_prune_vanished() catches up) and is exported
+ * as RUNTIME/dev/shadows/ID; a persistent shadow is in the catalog before anyone hears of it.
+ * Main thread only (see manager.h).
+ */
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/macro.h"
+#include "host/expose.h"
+#include "host/mounts.h"
+#include "service/bus-util.h"
+#include "service/catalog.h"
+#include "service/manager.h"
+
+static const char *const context_names[_CTX_MAX] = {
+        [CTX_BACKUP] = "backup",
+        [CTX_FILE_SHARE_BACKUP] = "file-share-backup",
+        [CTX_APP_ROLLBACK] = "app-rollback",
+        [CTX_NAS_ROLLBACK] = "nas-rollback",
+        [CTX_CLIENT_ACCESSIBLE] = "client-accessible",
+};
+
+const char *context_to_string(lvss_context c) {
+        return c >= 0 && c < _CTX_MAX ? context_names[c] : NULL;
+}
+
+lvss_context context_from_string(const char *s) {
+        if (!s || !*s)
+                return CTX_BACKUP;
+        for (int i = 0; i < _CTX_MAX; i++)
+                if (strcmp(s, context_names[i]) == 0)
+                        return (lvss_context) i;
+        return _CTX_INVALID;
+}
+
+bool context_persistent(lvss_context c) {
+        return c == CTX_APP_ROLLBACK || c == CTX_NAS_ROLLBACK || c == CTX_CLIENT_ACCESSIBLE;
+}
+
+bool context_writers(lvss_context c) {
+        return c == CTX_BACKUP || c == CTX_APP_ROLLBACK;
+}
+
+bool volume_name_valid(const char *name) {
+        size_t n = name ? strlen(name) : 0;
+        if (n == 0 || n > 64)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = name[i];
+                bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+                if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+                        return false;
+        }
+        return true;
+}
+
+void manager_new_id(char ret[static LVSS_ID_LEN + 1]) {
+        uint8_t b[16];
+        int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || read(fd, b, sizeof b) != (ssize_t) sizeof b) {
+                /* Never reached on Linux; an id from the clock is still unique enough for one host. */
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                for (size_t i = 0; i < sizeof b; i++)
+                        b[i] = (uint8_t) ((uint64_t) ts.tv_nsec >> (i % 8 * 8)) ^
+                               (uint8_t) (i * 37u + (unsigned) getpid());
+        }
+        if (fd >= 0)
+                close(fd);
+        b[6] = (uint8_t) ((b[6] & 0x0f) | 0x40); /* version 4 */
+        b[8] = (uint8_t) ((b[8] & 0x3f) | 0x80); /* variant 1 */
+        snprintf(ret, LVSS_ID_LEN + 1,
+                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
+                 b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+/* ---- string lists ---- */
+
+size_t strv_len(char *const *l) {
+        size_t n = 0;
+        while (l && l[n])
+                n++;
+        return n;
+}
+
+void strv_free_many(char **l) {
+        for (size_t i = 0; l && l[i]; i++)
+                free(l[i]);
+        free(l);
+}
+
+int strv_push(char ***l, const char *s) {
+        size_t n = strv_len(*l);
+        char **nl = realloc(*l, (n + 2) * sizeof *nl);
+        if (!nl)
+                return -ENOMEM;
+        *l = nl;
+        nl[n] = strdup(s);
+        nl[n + 1] = NULL;
+        return nl[n] ? 0 : -ENOMEM;
+}
+
+bool strv_contains(char *const *l, const char *s) {
+        for (size_t i = 0; l && l[i]; i++)
+                if (strcmp(l[i], s) == 0)
+                        return true;
+        return false;
+}
+
+void strv_remove(char **l, const char *s) {
+        size_t j = 0;
+        for (size_t i = 0; l && l[i]; i++) {
+                if (strcmp(l[i], s) == 0)
+                        free(l[i]);
+                else
+                        l[j++] = l[i];
+        }
+        if (l)
+                l[j] = NULL;
+}
+
+/* ---- lifecycle ---- */
+
+int manager_new(struct manager **ret) {
+        struct manager *m = calloc(1, sizeof *m);
+        if (!m)
+                return -ENOMEM;
+        m->listen_fd = -1;
+        m->gid_read = m->gid_admin = (gid_t) -1;
+        *ret = m;
+        return 0;
+}
+
+static void volume_free(struct volume *v) {
+        if (!v)
+                return;
+        free(v->name);
+        free(v->dir);
+        free(v->path);
+        free(v);
+}
+
+static void shadow_free(struct shadow *s) {
+        if (!s)
+                return;
+        free(s->path);
+        strv_free_many(s->exposed);
+        free(s);
+}
+
+void manager_free(struct manager *m) {
+        if (!m)
+                return;
+        /* The export goes first: it must stop touching volumes before they close. */
+        fuse_export_free(m->export);
+        for (size_t i = 0; i < m->n_shadows; i++)
+                shadow_free(m->shadows[i]);
+        free(m->shadows);
+        for (size_t i = 0; i < m->n_volumes; i++) {
+                struct volume *v = m->volumes[i];
+                v->provider->volume_close(v->pv);
+                volume_free(v);
+        }
+        free(m->volumes);
+        for (size_t i = 0; i < m->n_sets; i++)
+                free(m->sets[i]);
+        free(m->sets);
+        free(m->state_dir);
+        free(m->runtime_dir);
+        free(m->socket_path);
+        free(m->dev_dir);
+        free(m->catalog_path);
+        free(m->socket_group);
+        free(m);
+}
+
+/* ---- lookups ---- */
+
+struct volume *manager_find_volume(struct manager *m, const char *name) {
+        for (size_t i = 0; i < m->n_volumes; i++)
+                if (strcmp(m->volumes[i]->name, name) == 0)
+                        return m->volumes[i];
+        return NULL;
+}
+
+struct shadow *manager_find_shadow(struct manager *m, const char *id) {
+        size_t n = strlen(id);
+        struct shadow *found = NULL;
+        if (n == 0 || n > LVSS_ID_LEN)
+                return NULL;
+        for (size_t i = 0; i < m->n_shadows; i++) {
+                if (strcmp(m->shadows[i]->id, id) == 0)
+                        return m->shadows[i];
+                if (n >= 8 && strncmp(m->shadows[i]->id, id, n) == 0) {
+                        if (found)
+                                return NULL; /* ambiguous */
+                        found = m->shadows[i];
+                }
+        }
+        return found;
+}
+
+struct sset *manager_find_set(struct manager *m, const char *id) {
+        size_t n = strlen(id);
+        struct sset *found = NULL;
+        if (n == 0 || n > LVSS_ID_LEN)
+                return NULL;
+        for (size_t i = 0; i < m->n_sets; i++) {
+                if (strcmp(m->sets[i]->id, id) == 0)
+                        return m->sets[i];
+                if (n >= 8 && strncmp(m->sets[i]->id, id, n) == 0) {
+                        if (found)
+                                return NULL;
+                        found = m->sets[i];
+                }
+        }
+        return found;
+}
+
+unsigned manager_volume_shadow_count(struct manager *m, struct volume *v) {
+        unsigned n = 0;
+        for (size_t i = 0; i < m->n_shadows; i++)
+                n += m->shadows[i]->volume == v;
+        return n;
+}
+
+/* ---- shadows and sets ---- */
+
+static int export_shadow(struct manager *m, struct shadow *s) {
+        eng_volume *ev = s->volume->provider->volume_engine
+                                 ? s->volume->provider->volume_engine(s->volume->pv)
+                                 : NULL;
+        if (!ev || !m->export)
+                return 0;
+        int r = fuse_export_add_shadow(m->export, s->id, ev, s->snap_id);
+        if (r >= 0)
+                s->exported = true;
+        return r;
+}
+
+int manager_add_shadow(struct manager *m, struct volume *v, const char *id, const char *set_id,
+                       uint32_t snap_id, lvss_context ctx, uint64_t created_usec, bool persistent,
+                       struct shadow **ret) {
+        struct shadow **ns = realloc(m->shadows, (m->n_shadows + 1) * sizeof *ns);
+        if (!ns)
+                return -ENOMEM;
+        m->shadows = ns;
+        struct shadow *s = calloc(1, sizeof *s);
+        if (!s || asprintf(&s->path, "%s/shadows/%s", m->dev_dir, id) < 0) {
+                free(s);
+                return -ENOMEM;
+        }
+        snprintf(s->id, sizeof s->id, "%s", id);
+        snprintf(s->set_id, sizeof s->set_id, "%s", set_id);
+        s->volume = v;
+        s->snap_id = snap_id;
+        s->context = ctx;
+        s->created_usec = created_usec;
+        s->persistent = persistent;
+        int r = export_shadow(m, s);
+        if (r < 0) {
+                shadow_free(s);
+                return r;
+        }
+        m->shadows[m->n_shadows++] = s;
+        if (ret)
+                *ret = s;
+        return 0;
+}
+
+int manager_add_set(struct manager *m, const char *id, lvss_context ctx, uint64_t created_usec,
+                    uint64_t hold_usec) {
+        struct sset **ns = realloc(m->sets, (m->n_sets + 1) * sizeof *ns);
+        if (!ns)
+                return -ENOMEM;
+        m->sets = ns;
+        struct sset *s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        snprintf(s->id, sizeof s->id, "%s", id);
+        s->context = ctx;
+        s->created_usec = created_usec;
+        s->hold_usec = hold_usec;
+        m->sets[m->n_sets++] = s;
+        return 0;
+}
+
+static void forget_shadow(struct manager *m, struct shadow *s) {
+        for (size_t i = 0; i < m->n_shadows; i++)
+                if (m->shadows[i] == s) {
+                        memmove(&m->shadows[i], &m->shadows[i + 1],
+                                (m->n_shadows - i - 1) * sizeof *m->shadows);
+                        m->n_shadows--;
+                        break;
+                }
+        shadow_free(s);
+}
+
+void manager_gc_sets(struct manager *m) {
+        size_t j = 0;
+        for (size_t i = 0; i < m->n_sets; i++) {
+                bool used = false;
+                for (size_t k = 0; k < m->n_shadows && !used; k++)
+                        used = strcmp(m->shadows[k]->set_id, m->sets[i]->id) == 0;
+                if (used)
+                        m->sets[j++] = m->sets[i];
+                else
+                        free(m->sets[i]);
+        }
+        m->n_sets = j;
+}
+
+int manager_delete_shadow(struct manager *m, struct shadow *s, sd_bus_error *error) {
+        int r;
+
+        if (s->exposed && s->exposed[0])
+                return bus_error_setf(error, -EBUSY, LVSS_ERROR_BUSY,
+                                      "Shadow %s is exposed at %s: run `lvss unexpose %s` first.", s->id,
+                                      s->exposed[0], s->exposed[0]);
+        if (s->exported) {
+                r = fuse_export_remove_shadow(m->export, s->id);
+                if (r == -EBUSY)
+                        return bus_error_setf(
+                                error, r, LVSS_ERROR_BUSY,
+                                "Shadow %s is open (a loop device is attached to %s): detach it "
+                                "with `losetup -d` first.",
+                                s->id, s->path);
+                if (r < 0 && r != -ENOENT)
+                        return bus_error_setf(error, r, LVSS_ERROR_FAILED,
+                                              "Cannot remove the file of shadow %s: %s.", s->id,
+                                              strerror(-r));
+                s->exported = false;
+        }
+        r = s->volume->provider->snapshot_delete(s->volume->pv, s->snap_id);
+        if (r < 0 && r != -ENOENT) {
+                (void) export_shadow(m, s);
+                return bus_error_setf(error, r, NULL, "Cannot delete shadow %s: %s.", s->id, strerror(-r));
+        }
+        forget_shadow(m, s);
+        return 0;
+}
+
+void manager_prune_vanished(struct manager *m) {
+        bool changed = false;
+        for (size_t i = 0; i < m->n_shadows;) {
+                struct shadow *s = m->shadows[i];
+                struct lvss_psnap ps;
+                if (s->volume->provider->snapshot_get(s->volume->pv, s->snap_id, &ps) == -ENOENT) {
+                        if (s->exported)
+                                (void) fuse_export_remove_shadow(m->export, s->id);
+                        changed |= s->persistent;
+                        forget_shadow(m, s);
+                        continue;
+                }
+                i++;
+        }
+        manager_gc_sets(m);
+        if (changed)
+                (void) manager_save_catalog(m);
+}
+
+/* ---- the catalog ---- */
+
+int manager_save_catalog(struct manager *m) {
+        struct catalog c = {};
+        int r;
+
+        for (size_t i = 0; i < m->n_volumes; i++) {
+                r = catalog_add_volume(&c, m->volumes[i]->name, m->volumes[i]->provider->name);
+                if (r < 0)
+                        goto out;
+        }
+        for (size_t i = 0; i < m->n_sets; i++) {
+                struct sset *s = m->sets[i];
+                if (!context_persistent(s->context))
+                        continue;
+                r = catalog_add_set(&c, s->id, context_to_string(s->context), s->created_usec, s->hold_usec);
+                if (r < 0)
+                        goto out;
+        }
+        for (size_t i = 0; i < m->n_shadows; i++) {
+                struct shadow *s = m->shadows[i];
+                if (!s->persistent)
+                        continue;
+                r = catalog_add_shadow(&c, s->id, s->set_id, s->volume->name, s->snap_id,
+                                       context_to_string(s->context), s->created_usec);
+                if (r < 0)
+                        goto out;
+        }
+        r = catalog_save(&c, m->catalog_path);
+out:
+        catalog_release(&c);
+        return r;
+}
+
+/* ---- volumes ---- */
+
+static int export_volume(struct manager *m, struct volume *v) {
+        eng_volume *ev = v->provider->volume_engine ? v->provider->volume_engine(v->pv) : NULL;
+        if (!ev || !m->export)
+                return 0;
+        int r = fuse_export_add_volume(m->export, v->name, ev);
+        if (r >= 0)
+                v->exported = true;
+        return r;
+}
+
+static int add_volume(struct manager *m, const char *name, const struct lvss_provider *p, lvss_pvol *pv,
+                      struct volume **ret) {
+        struct volume **nv = realloc(m->volumes, (m->n_volumes + 1) * sizeof *nv);
+        if (!nv)
+                return -ENOMEM;
+        m->volumes = nv;
+        struct volume *v = calloc(1, sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        v->manager = m;
+        v->provider = p;
+        v->pv = pv;
+        if (!(v->name = strdup(name)) || asprintf(&v->dir, "%s/volumes/%s", m->state_dir, name) < 0 ||
+            asprintf(&v->path, "%s/volumes/%s", m->dev_dir, name) < 0) {
+                volume_free(v);
+                return -ENOMEM;
+        }
+        int r = export_volume(m, v);
+        if (r < 0) {
+                volume_free(v);
+                return r;
+        }
+        m->volumes[m->n_volumes++] = v;
+        if (ret)
+                *ret = v;
+        return 0;
+}
+
+static bool path_under(const char *path, const char *dir) {
+        size_t n = strlen(dir);
+        return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == 0);
+}
+
+int manager_create_volume(struct manager *m, const char *name, uint64_t size, uint32_t chunk_size,
+                          const char *image, uid_t caller, struct volume **ret, sd_bus_error *error) {
+        const struct lvss_provider *p = lvss_providers[0];
+        _cleanup_free_ char *dir = NULL, *real_image = NULL;
+        lvss_pvol *pv = NULL;
+        int r;
+
+        if (!volume_name_valid(name))
+                return bus_error_setf(
+                        error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                        "'%s' is not a valid volume name: use 1 to 64 letters, digits, '.', '_' "
+                        "or '-', starting with a letter or digit.",
+                        name);
+        if (manager_find_volume(m, name))
+                return bus_error_setf(
+                        error, -EEXIST, LVSS_ERROR_EXISTS,
+                        "A volume named %s exists already: choose another name or delete it first.", name);
+        if (chunk_size != 0 &&
+            (chunk_size < ENG_CHUNK_MIN || chunk_size > ENG_CHUNK_MAX || !IS_POWER_OF_2(chunk_size)))
+                return bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                      "Chunk size %" PRIu32
+                                      " is not valid: give a power of two from 4K to 1M.",
+                                      chunk_size);
+        if (image && *image) {
+                struct stat st;
+                if (image[0] != '/')
+                        return bus_error_setf(
+                                error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                "Image %s is not an absolute path: give the full path of the file or "
+                                "device to adopt.",
+                                image);
+                real_image = realpath(image, NULL);
+                if (!real_image || stat(real_image, &st) < 0)
+                        return bus_error_setf(
+                                error, -ENOENT, LVSS_ERROR_NOT_FOUND,
+                                "Cannot adopt image %s: %s; give an existing file or block device.", image,
+                                strerror(errno));
+                if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+                        return bus_error_setf(
+                                error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                "Cannot adopt %s: it is neither a regular file nor a block device.", image);
+                /* A caller other than root adopts only what it owns: lvssd must not become a way to
+                 * read or write files its caller could not. */
+                if (caller != 0 && st.st_uid != caller)
+                        return bus_error_setf(error, -EACCES, LVSS_ERROR_ACCESS_DENIED,
+                                              "Cannot adopt %s: it is not yours; ask root to adopt it.",
+                                              image);
+                if (path_under(real_image, m->state_dir) || path_under(real_image, m->runtime_dir))
+                        return bus_error_setf(
+                                error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                "Cannot adopt %s: it is inside lvssd's own state or runtime directory.",
+                                image);
+                for (size_t i = 0; i < m->n_volumes; i++) {
+                        struct lvss_pvol_info info;
+                        if (m->volumes[i]->provider->volume_info(m->volumes[i]->pv, &info) >= 0 &&
+                            strcmp(info.image, real_image) == 0)
+                                return bus_error_setf(error, -EBUSY, LVSS_ERROR_BUSY,
+                                                      "Cannot adopt %s: volume %s uses it already.", image,
+                                                      m->volumes[i]->name);
+                }
+        } else if (size == 0)
+                return bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                      "A new volume needs a size: give --size (e.g. --size 1G).");
+        if (size % 512 != 0)
+                return bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                      "Size %" PRIu64 " is not a multiple of 512 bytes: round it.", size);
+        if (size > (UINT64_C(1) << 50))
+                return bus_error_setf(
+                        error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                        "Size %" PRIu64 " is larger than lvss supports (1 PiB): give a smaller size.", size);
+
+        if (asprintf(&dir, "%s/volumes/%s", m->state_dir, name) < 0)
+                return -ENOMEM;
+        if (mkdir(dir, 0700) < 0)
+                return bus_error_setf(error, negative_errno(),
+                                      errno == EEXIST ? LVSS_ERROR_EXISTS : LVSS_ERROR_FAILED,
+                                      "Cannot create %s: %s.", dir, strerror(errno));
+        struct lvss_pvol_params pp = { .size = size, .chunk_size = chunk_size, .image = real_image };
+        r = p->volume_create(dir, &pp, &pv);
+        if (r < 0) {
+                (void) p->volume_remove(dir);
+                if (r == -ENOSPC)
+                        return bus_error_setf(
+                                error, r, LVSS_ERROR_NO_SPACE,
+                                "No space left for volume %s in %s: free some space or choose a "
+                                "smaller size.",
+                                name, m->state_dir);
+                if (r == -EINVAL)
+                        return bus_error_setf(
+                                error, r, LVSS_ERROR_INVALID_ARGUMENT,
+                                "Cannot create volume %s: the size or the image is not valid (sizes are "
+                                "multiples of 512 bytes, at least one chunk).",
+                                name);
+                return bus_error_setf(error, r, NULL, "Cannot create volume %s: %s.", name, strerror(-r));
+        }
+        r = add_volume(m, name, p, pv, ret);
+        if (r < 0) {
+                p->volume_close(pv);
+                (void) p->volume_remove(dir);
+                return bus_error_setf(error, r, NULL, "Cannot export volume %s: %s.", name, strerror(-r));
+        }
+        (void) manager_save_catalog(m);
+        return 0;
+}
+
+int manager_delete_volume(struct manager *m, struct volume *v, bool force, sd_bus_error *error) {
+        unsigned n = manager_volume_shadow_count(m, v);
+        int r;
+
+        if (n > 0 && !force)
+                return bus_error_setf(error, -EBUSY, LVSS_ERROR_BUSY,
+                                      "Volume %s has %u shadow copies: delete them first, or give --force.",
+                                      v->name, n);
+        if (v->exported) {
+                r = fuse_export_remove_volume(m->export, v->name);
+                if (r == -EBUSY)
+                        return bus_error_setf(
+                                error, r, LVSS_ERROR_BUSY,
+                                "Volume %s is attached (its file %s is open, e.g. by a loop device): "
+                                "unmount its filesystem and detach it (`losetup -d`) first.",
+                                v->name, v->path);
+                if (r < 0 && r != -ENOENT)
+                        return bus_error_setf(error, r, NULL, "Cannot remove the file of volume %s: %s.",
+                                              v->name, strerror(-r));
+                v->exported = false;
+        }
+        for (size_t i = m->n_shadows; i > 0; i--) {
+                struct shadow *s = m->shadows[i - 1];
+                if (s->volume != v)
+                        continue;
+                r = manager_delete_shadow(m, s, error);
+                if (r < 0) {
+                        (void) export_volume(m, v);
+                        manager_gc_sets(m);
+                        (void) manager_save_catalog(m);
+                        return r;
+                }
+        }
+        manager_gc_sets(m);
+        v->provider->volume_close(v->pv);
+        r = v->provider->volume_remove(v->dir);
+        for (size_t i = 0; i < m->n_volumes; i++)
+                if (m->volumes[i] == v) {
+                        memmove(&m->volumes[i], &m->volumes[i + 1],
+                                (m->n_volumes - i - 1) * sizeof *m->volumes);
+                        m->n_volumes--;
+                        break;
+                }
+        volume_free(v);
+        (void) manager_save_catalog(m);
+        return r < 0 ? bus_error_setf(error, r, NULL,
+                                      "The volume is gone, but some of its files remain: %s.", strerror(-r))
+                     : 0;
+}
+
+int manager_resolve_target(struct manager *m, const char *target, struct volume **ret, sd_bus_error *error) {
+        if (volume_name_valid(target)) {
+                struct volume *v = manager_find_volume(m, target);
+                if (v) {
+                        *ret = v;
+                        return 0;
+                }
+        }
+        if (target[0] != '/')
+                return bus_error_setf(error, -ENOENT, LVSS_ERROR_NOT_FOUND,
+                                      "There is no volume named %s: see `lvss list volumes`.", target);
+
+        _cleanup_free_ char *backing = NULL, *device = NULL, *fstype = NULL;
+        int r = mounts_resolve_loop_backing(target, &backing, &device, &fstype);
+        if (r == -ENOENT)
+                return bus_error_setf(error, r, LVSS_ERROR_NOT_FOUND,
+                                      "%s is not a mount point: give a volume name or the mount point of a "
+                                      "filesystem on an lvss volume.",
+                                      target);
+        if (r == -ENOTBLK)
+                return bus_error_setf(
+                        error, -ENOENT, LVSS_ERROR_NOT_FOUND,
+                        "%s is not mounted from a loop device over an lvss volume: give a volume "
+                        "name, or mount the volume's file (`lvss volume path NAME`) through a loop "
+                        "device.",
+                        target);
+        if (r < 0)
+                return bus_error_setf(error, r, LVSS_ERROR_NOT_FOUND, "Cannot resolve %s: %s.", target,
+                                      strerror(-r));
+        for (size_t i = 0; i < m->n_volumes; i++)
+                if (strcmp(m->volumes[i]->path, backing) == 0) {
+                        *ret = m->volumes[i];
+                        return 0;
+                }
+        return bus_error_setf(
+                error, -ENOENT, LVSS_ERROR_NOT_FOUND,
+                "%s is mounted from %s over %s, which is not a volume of this lvssd (a file left "
+                "by an earlier run is dead: re-attach the volume's current file).",
+                target, device, backing);
+}
+
+int manager_volume_mounts(struct manager *m, struct volume *v, char ***ret) {
+        char **devices = NULL, **out = NULL;
+        size_t n_dev = 0;
+        int r = loopdev_list_for_backing(v->path, &devices, &n_dev);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n_dev; i++) {
+                struct stat st;
+                char **mps = NULL;
+                size_t n_mp = 0;
+                if (stat(devices[i], &st) < 0 || !S_ISBLK(st.st_mode))
+                        continue;
+                if (mounts_list_for_device(st.st_rdev, &mps, &n_mp) < 0)
+                        continue;
+                /* One mount point per filesystem is enough to freeze it. */
+                if (n_mp > 0 && strv_push(&out, mps[0]) < 0)
+                        r = -ENOMEM;
+                strv_free_many(mps);
+        }
+        strv_free_many(devices);
+        if (r < 0) {
+                strv_free_many(out);
+                return r;
+        }
+        *ret = out;
+        return 0;
+}
+
+/* ---- expose, unexpose, revert ---- */
+
+int manager_expose(struct manager *m, struct shadow *s, const char *mountpoint, uid_t caller,
+                   char **ret_device, char **ret_fstype, sd_bus_error *error) {
+        _cleanup_free_ char *real = NULL;
+        struct stat st;
+        int r;
+
+        if (mountpoint[0] != '/')
+                return bus_error_setf(
+                        error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                        "Mount point %s is not an absolute path: give the full path of an empty "
+                        "directory.",
+                        mountpoint);
+        real = realpath(mountpoint, NULL);
+        if (!real || stat(real, &st) < 0)
+                return bus_error_setf(
+                        error, -ENOENT, LVSS_ERROR_NOT_FOUND,
+                        "Mount point %s does not exist: create an empty directory there first.", mountpoint);
+        if (!S_ISDIR(st.st_mode))
+                return bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                      "Mount point %s is not a directory: give an empty directory.",
+                                      mountpoint);
+        if (path_under(real, m->state_dir) || path_under(real, m->runtime_dir))
+                return bus_error_setf(
+                        error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                        "Mount point %s is inside lvssd's own state or runtime directory: choose "
+                        "another directory.",
+                        mountpoint);
+        if (caller != 0 && st.st_uid != caller)
+                return bus_error_setf(error, -EACCES, LVSS_ERROR_ACCESS_DENIED,
+                                      "Mount point %s is not yours: expose on a directory you own.",
+                                      mountpoint);
+        if (!s->exported)
+                return bus_error_setf(error, -ENOENT, LVSS_ERROR_NOT_FOUND,
+                                      "Shadow %s has no file to expose.", s->id);
+
+        r = expose_mount(s->path, real, ret_device, ret_fstype);
+        switch (r) {
+        case 0:
+                break;
+        case -EBUSY:
+                return bus_error_setf(error, r, LVSS_ERROR_BUSY,
+                                      "%s is a mount point already: unmount it or choose another directory.",
+                                      mountpoint);
+        case -ENOTEMPTY:
+                return bus_error_setf(error, r, LVSS_ERROR_BUSY,
+                                      "%s is not empty: expose on an empty directory.", mountpoint);
+        case -EMEDIUMTYPE:
+                return bus_error_setf(
+                        error, r, LVSS_ERROR_FAILED,
+                        "Shadow %s holds no filesystem lvss can recognise: read its bytes at %s "
+                        "instead.",
+                        s->id, s->path);
+        case -EXDEV:
+                return bus_error_setf(
+                        error, r, LVSS_ERROR_FAILED,
+                        "Shadow %s holds a btrfs filesystem, which cannot be mounted while its "
+                        "original (same fsid) is mounted: unmount the original first, or read the "
+                        "shadow's bytes at %s.",
+                        s->id, s->path);
+        default:
+                return bus_error_setf(error, r, NULL, "Cannot expose shadow %s at %s: %s.", s->id,
+                                      mountpoint, strerror(-r));
+        }
+        r = strv_push(&s->exposed, real);
+        return r;
+}
+
+int manager_unexpose(struct manager *m, const char *mountpoint, sd_bus_error *error) {
+        _cleanup_free_ char *real = realpath(mountpoint, NULL), *backing = NULL, *device = NULL,
+                            *fstype = NULL;
+        _cleanup_free_ char *shadows_dir = NULL;
+        int r;
+
+        if (!real)
+                return bus_error_setf(error, -ENOENT, LVSS_ERROR_NOT_FOUND, "%s does not exist.",
+                                      mountpoint);
+        r = mounts_resolve_loop_backing(real, &backing, &device, &fstype);
+        if (r == -ENOENT || r == -ENOTBLK)
+                return bus_error_setf(
+                        error, -ENOENT, LVSS_ERROR_NOT_FOUND,
+                        "%s is not an exposed shadow copy: see `lvss list shadows` for where shadows "
+                        "are exposed.",
+                        mountpoint);
+        if (r < 0)
+                return bus_error_setf(error, r, NULL, "Cannot inspect %s: %s.", mountpoint, strerror(-r));
+        /* Only ever unmount what lvss exposed: a loop device over one of our shadow files. */
+        if (asprintf(&shadows_dir, "%s/shadows", m->dev_dir) < 0)
+                return -ENOMEM;
+        if (!path_under(backing, shadows_dir))
+                return bus_error_setf(
+                        error, -ENOENT, LVSS_ERROR_NOT_FOUND,
+                        "%s is mounted from %s, not from an lvss shadow copy: unmount it yourself.",
+                        mountpoint, backing);
+        r = expose_unmount(real, NULL);
+        if (r == -EBUSY)
+                return bus_error_setf(
+                        error, r, LVSS_ERROR_BUSY,
+                        "%s is in use (open files or a working directory): close them and retry.",
+                        mountpoint);
+        if (r < 0)
+                return bus_error_setf(error, r, NULL, "Cannot unmount %s: %s.", mountpoint, strerror(-r));
+        for (size_t i = 0; i < m->n_shadows; i++)
+                strv_remove(m->shadows[i]->exposed, real);
+        return 0;
+}
+
+int manager_revert(struct manager *m, struct shadow *s, bool force, sd_bus_error *error) {
+        struct volume *v = s->volume;
+        char **mps = NULL;
+        int r;
+
+        if (!v->provider->revert)
+                return bus_error_setf(error, -EOPNOTSUPP, LVSS_ERROR_FAILED,
+                                      "Provider %s cannot revert a volume to a shadow copy.",
+                                      v->provider->name);
+        r = manager_volume_mounts(m, v, &mps);
+        if (r >= 0 && mps && mps[0] && !force) {
+                bus_error_setf(
+                        error, -EBUSY, LVSS_ERROR_BUSY,
+                        "Volume %s has a filesystem mounted at %s: unmount it first (reverting under a "
+                        "mounted filesystem corrupts it), or give --force.",
+                        v->name, mps[0]);
+                strv_free_many(mps);
+                return -EBUSY;
+        }
+        strv_free_many(mps);
+        r = v->provider->revert(v->pv, s->snap_id);
+        if (r < 0)
+                return bus_error_setf(error, r, NULL, "Cannot revert volume %s to shadow %s: %s.", v->name,
+                                      s->id, strerror(-r));
+        return 0;
+}
+
+/* ---- startup ---- */
+
+static int mkdir_p(const char *path, mode_t mode) {
+        _cleanup_free_ char *p = strdup(path);
+        if (!p)
+                return -ENOMEM;
+        for (char *s = p + 1; *s; s++)
+                if (*s == '/') {
+                        *s = 0;
+                        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                                return negative_errno();
+                        *s = '/';
+                }
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                return negative_errno();
+        return 0;
+}
+
+static int open_volumes(struct manager *m, struct catalog *c, sd_bus_error *error) {
+        _cleanup_free_ char *vdir = NULL;
+        if (asprintf(&vdir, "%s/volumes", m->state_dir) < 0)
+                return -ENOMEM;
+        DIR *d = opendir(vdir);
+        if (!d)
+                return bus_error_setf(error, negative_errno(), NULL, "Cannot read %s: %s.", vdir,
+                                      strerror(errno));
+        struct dirent *de;
+        int r = 0;
+        while ((de = readdir(d))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                if (!volume_name_valid(de->d_name)) {
+                        fprintf(stderr, "lvssd: ignoring %s/%s: not a valid volume name\n", vdir,
+                                de->d_name);
+                        continue;
+                }
+                const char *pname = catalog_volume_provider(c, de->d_name);
+                const struct lvss_provider *p = lvss_provider_find(pname ? pname : "cow");
+                if (!p) {
+                        fprintf(stderr,
+                                "lvssd: volume %s needs provider %s, which this lvssd lacks: skipped\n",
+                                de->d_name, pname);
+                        continue;
+                }
+                _cleanup_free_ char *dir = NULL;
+                if (asprintf(&dir, "%s/%s", vdir, de->d_name) < 0) {
+                        r = -ENOMEM;
+                        break;
+                }
+                lvss_pvol *pv;
+                r = p->volume_open(dir, &pv);
+                if (r < 0) {
+                        /* One bad volume must not keep the others offline: say so and go on. */
+                        fprintf(stderr, "lvssd: cannot open volume %s: %s%s\n", de->d_name, strerror(-r),
+                                r == -EUCLEAN ? " (its metadata is damaged: run `lvss-engine repair` on it)"
+                                              : "");
+                        r = 0;
+                        continue;
+                }
+                r = add_volume(m, de->d_name, p, pv, NULL);
+                if (r < 0) {
+                        p->volume_close(pv);
+                        bus_error_setf(error, r, NULL, "Cannot export volume %s: %s.", de->d_name,
+                                       strerror(-r));
+                        break;
+                }
+        }
+        closedir(d);
+        return r;
+}
+
+/* Brings the catalog and the providers' snapshots into agreement: a catalog entry without its
+ * snapshot is forgotten (reclaimed, or lost with a damaged journal), and a persistent snapshot the
+ * catalog never heard of is deleted (a set that crashed before it was complete). */
+static int reconcile(struct manager *m, struct catalog *c) {
+        for (size_t i = 0; i < c->n_sets; i++) {
+                lvss_context ctx = context_from_string(c->sets[i].context);
+                if (ctx == _CTX_INVALID)
+                        continue;
+                int r = manager_add_set(m, c->sets[i].id, ctx, c->sets[i].created_usec,
+                                        c->sets[i].hold_usec);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < m->n_volumes; i++) {
+                struct volume *v = m->volumes[i];
+                struct lvss_psnap *snaps = NULL;
+                size_t n = 0;
+                int r = v->provider->snapshot_list(v->pv, &snaps, &n);
+                if (r < 0)
+                        return r;
+                for (size_t j = 0; j < n; j++) {
+                        const struct catalog_shadow *cs = catalog_find_shadow(c, snaps[j].label);
+                        if (!cs || strcmp(cs->volume, v->name) != 0 || cs->snap_id != snaps[j].id) {
+                                fprintf(stderr,
+                                        "lvssd: volume %s: deleting snapshot %" PRIu32
+                                        " of an incomplete set\n",
+                                        v->name, snaps[j].id);
+                                (void) v->provider->snapshot_delete(v->pv, snaps[j].id);
+                                continue;
+                        }
+                        lvss_context ctx = context_from_string(cs->context);
+                        r = manager_add_shadow(m, v, cs->id, cs->set_id, snaps[j].id,
+                                               ctx == _CTX_INVALID ? CTX_APP_ROLLBACK : ctx,
+                                               cs->created_usec, true, NULL);
+                        if (r < 0) {
+                                free(snaps);
+                                return r;
+                        }
+                }
+                free(snaps);
+        }
+        manager_gc_sets(m);
+        return manager_save_catalog(m);
+}
+
+/* A FUSE mount whose server died answers ENOTCONN (stat may still answer from the cache). */
+static bool dead_fuse_mount(const char *path) {
+        struct statfs sfs;
+        if (statfs(path, &sfs) < 0 && errno == ENOTCONN)
+                return true;
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOTCONN;
+        close(fd);
+        return false;
+}
+
+int manager_startup(struct manager *m, sd_bus_error *error) {
+        struct catalog c = {};
+        _cleanup_free_ char *vdir = NULL;
+        int r;
+
+        r = mkdir_p(m->state_dir, 0700);
+        if (r < 0)
+                return bus_error_setf(error, r, NULL, "Cannot create the state directory %s: %s.",
+                                      m->state_dir, strerror(-r));
+        r = mkdir_p(m->runtime_dir, 0755);
+        if (r < 0)
+                return bus_error_setf(error, r, NULL, "Cannot create the runtime directory %s: %s.",
+                                      m->runtime_dir, strerror(-r));
+        char *s = realpath(m->state_dir, NULL), *rt = realpath(m->runtime_dir, NULL);
+        if (!s || !rt) {
+                free(s);
+                free(rt);
+                return -ENOMEM;
+        }
+        free(m->state_dir);
+        free(m->runtime_dir);
+        m->state_dir = s;
+        m->runtime_dir = rt;
+        if (path_under(m->state_dir, m->runtime_dir) || path_under(m->runtime_dir, m->state_dir))
+                return bus_error_setf(
+                        error, -EINVAL, NULL,
+                        "The state directory %s and the runtime directory %s must not contain each "
+                        "other: give two separate directories.",
+                        m->state_dir, m->runtime_dir);
+        if (asprintf(&m->socket_path, "%s/lvssd.sock", m->runtime_dir) < 0 ||
+            asprintf(&m->dev_dir, "%s/dev", m->runtime_dir) < 0 ||
+            asprintf(&m->catalog_path, "%s/catalog", m->state_dir) < 0 ||
+            asprintf(&vdir, "%s/volumes", m->state_dir) < 0)
+                return -ENOMEM;
+        if (mkdir(vdir, 0700) < 0 && errno != EEXIST)
+                return bus_error_setf(error, negative_errno(), NULL, "Cannot create %s: %s.", vdir,
+                                      strerror(errno));
+
+        /* FUSE mounts left by lvssds that were killed answer ENOTCONN: take them all away. */
+        for (int i = 0; i < 64 && dead_fuse_mount(m->dev_dir); i++)
+                if (umount2(m->dev_dir, MNT_DETACH) < 0)
+                        break;
+        if (mkdir(m->dev_dir, 0755) < 0 && errno != EEXIST)
+                return bus_error_setf(error, negative_errno(), NULL, "Cannot create %s: %s.", m->dev_dir,
+                                      strerror(errno));
+
+        struct fuse_export_params fp = { .n_workers = m->fuse_workers };
+        r = fuse_export_new(m->dev_dir, &fp, &m->export);
+        if (r < 0)
+                return bus_error_setf(error, r, NULL, "Cannot mount the FUSE export at %s: %s%s.",
+                                      m->dev_dir, strerror(-r),
+                                      r == -ENODEV ? " (load the fuse module: modprobe fuse)" : "");
+        r = fuse_export_start(m->export);
+        if (r < 0)
+                return bus_error_setf(error, r, NULL, "Cannot start the FUSE export: %s.", strerror(-r));
+
+        r = catalog_load(&c, m->catalog_path);
+        if (r < 0) {
+                catalog_release(&c);
+                return bus_error_setf(error, r, NULL,
+                                      "Cannot read the catalog %s: %s; move it away to start without the "
+                                      "persistent shadows it lists.",
+                                      m->catalog_path, strerror(-r));
+        }
+        r = open_volumes(m, &c, error);
+        if (r >= 0)
+                r = reconcile(m, &c);
+        catalog_release(&c);
+        if (r < 0)
+                return bus_error_setf(error, r, NULL, "Cannot start: %s.", strerror(-r));
+        return 0;
+}

@@ -1,0 +1,468 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * The creation of a shadow copy set (sset.h). The job struct is shared by three threads: the
+ * main loop fills it before the worker starts and reads the results after joining it; the
+ * worker owns it in between, except `frozen`/`n_frozen`/`watchdog_fired`, which the watchdog
+ * reads and writes under `lock`. The worker only touches provider handles (thread-safe) and
+ * file descriptors, never the manager's lists.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/fs.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/macro.h"
+#include "host/mounts.h"
+#include "service/bus-util.h"
+#include "service/sset.h"
+
+struct sset_target {
+        struct volume *volume; /* main thread only */
+        const struct lvss_provider *provider;
+        lvss_pvol *pv;
+        char name[65];
+        char shadow_id[LVSS_ID_LEN + 1];
+        uint32_t snap_id;
+        bool held, snapped;
+};
+
+struct sset_job {
+        struct manager *manager;
+        sd_bus_message *msg;
+        lvss_context ctx;
+        bool persistent;
+        char set_id[LVSS_ID_LEN + 1];
+        struct sset_target targets[LVSS_MAX_SET_VOLUMES];
+        size_t n_targets;
+        char **mounts; /* one mount point per filesystem to freeze */
+        int fds[LVSS_MAX_SET_VOLUMES * 4];
+        size_t n_fds;
+
+        pthread_t thread;
+        int efd;
+        sd_event_source *source;
+        atomic_bool abort;
+
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        size_t n_frozen; /* fds[0..n_frozen) are frozen; under lock */
+        bool watchdog_fired, worker_done; /* under lock */
+        struct timespec deadline; /* CLOCK_MONOTONIC */
+
+        /* results */
+        int r;
+        const char *error_name;
+        char error_msg[512];
+        uint64_t created_usec, hold_usec, freeze_usec;
+};
+
+static uint64_t now_usec(clockid_t clock) {
+        struct timespec ts;
+        clock_gettime(clock, &ts);
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+static void job_fail(struct sset_job *j, int r, const char *name, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static void job_fail(struct sset_job *j, int r, const char *name, const char *fmt, ...) {
+        if (j->r < 0)
+                return;
+        j->r = r < 0 ? r : -EIO;
+        j->error_name = name ? name : bus_error_name_from_errno(j->r);
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(j->error_msg, sizeof j->error_msg, fmt, ap);
+        va_end(ap);
+}
+
+static void job_free(struct sset_job *j) {
+        if (!j)
+                return;
+        for (size_t i = 0; i < j->n_fds; i++)
+                close(j->fds[i]);
+        strv_free_many(j->mounts);
+        sd_event_source_unref(j->source);
+        if (j->efd >= 0)
+                close(j->efd);
+        sd_bus_message_unref(j->msg);
+        pthread_mutex_destroy(&j->lock);
+        pthread_cond_destroy(&j->cond);
+        free(j);
+}
+
+static void *watchdog_main(void *p) {
+        struct sset_job *j = p;
+        pthread_mutex_lock(&j->lock);
+        while (!j->worker_done)
+                if (pthread_cond_timedwait(&j->cond, &j->lock, &j->deadline) == ETIMEDOUT &&
+                    !j->worker_done) {
+                        j->watchdog_fired = true;
+                        for (size_t i = j->n_frozen; i > 0; i--)
+                                (void) ioctl(j->fds[i - 1], FITHAW, 0);
+                        j->n_frozen = 0;
+                        break;
+                }
+        pthread_mutex_unlock(&j->lock);
+        return NULL;
+}
+
+static void *worker_main(void *p) {
+        struct sset_job *j = p;
+        pthread_t wd;
+        bool wd_running = false;
+        uint64_t t0 = 0, t_frozen = 0, t_end;
+        int r;
+
+        /* Flush dirty data while nothing is frozen yet, so that the freeze has little left to do. */
+        for (size_t i = 0; i < j->n_fds; i++)
+                (void) syncfs(j->fds[i]);
+
+        t0 = now_usec(CLOCK_MONOTONIC);
+        clock_gettime(CLOCK_MONOTONIC, &j->deadline);
+        j->deadline.tv_sec += LVSS_HOLD_WINDOW_MS / 1000;
+        if (pthread_create(&wd, NULL, watchdog_main, j) != 0) {
+                job_fail(j, -EAGAIN, NULL, "Cannot start the freeze watchdog: retry.");
+                goto done;
+        }
+        wd_running = true;
+
+        /* 1. Freeze the filesystems: their flush goes through the FUSE workers. */
+        for (size_t i = 0; i < j->n_fds && j->r == 0; i++) {
+                if (atomic_load(&j->abort)) {
+                        job_fail(j, -ECANCELED, LVSS_ERROR_FAILED,
+                                 "lvssd is stopping: the set was abandoned.");
+                        break;
+                }
+                if (ioctl(j->fds[i], FIFREEZE, 0) < 0) {
+                        int e = errno;
+                        job_fail(j, -e, LVSS_ERROR_FAILED, "Cannot freeze %s: %s.", j->mounts[i],
+                                 e == EBUSY ? "it is frozen already (by fsfreeze?): thaw it with `fsfreeze "
+                                              "-u` and "
+                                              "retry"
+                                            : strerror(e));
+                        break;
+                }
+                pthread_mutex_lock(&j->lock);
+                bool late = j->watchdog_fired;
+                if (late)
+                        (void) ioctl(j->fds[i], FITHAW, 0);
+                else
+                        j->n_frozen++;
+                pthread_mutex_unlock(&j->lock);
+                if (late)
+                        break;
+        }
+        t_frozen = now_usec(CLOCK_MONOTONIC);
+
+        /* 2. Hold every volume's writes for what is left of the window. */
+        for (size_t i = 0; i < j->n_targets && j->r == 0 && !j->watchdog_fired; i++) {
+                struct sset_target *t = &j->targets[i];
+                uint64_t spent = (now_usec(CLOCK_MONOTONIC) - t0) / 1000u;
+                uint32_t left = spent >= LVSS_HOLD_WINDOW_MS ? 1u : LVSS_HOLD_WINDOW_MS - (uint32_t) spent;
+                r = t->provider->hold(t->pv, left);
+                if (r < 0) {
+                        job_fail(j, r, r == -ETIMEDOUT ? LVSS_ERROR_TIMEOUT : LVSS_ERROR_FAILED,
+                                 "Cannot hold the writes of volume %s: %s.", t->name, strerror(-r));
+                        break;
+                }
+                t->held = true;
+        }
+
+        /* 3. The point in time. */
+        j->created_usec = now_usec(CLOCK_REALTIME);
+        for (size_t i = 0; i < j->n_targets && j->r == 0 && !j->watchdog_fired; i++) {
+                struct sset_target *t = &j->targets[i];
+                r = t->provider->snapshot_create(t->pv, j->persistent, t->shadow_id, &t->snap_id);
+                if (r < 0) {
+                        job_fail(j, r, NULL, "Cannot snapshot volume %s: %s%s.", t->name, strerror(-r),
+                                 r == -EMLINK ? " (it has the most shadows a volume may have: delete some)"
+                                              : "");
+                        break;
+                }
+                t->snapped = true;
+        }
+
+        /* 4. Release the holds; one that lapsed by itself may have let a write through. */
+        for (size_t i = 0; i < j->n_targets; i++) {
+                struct sset_target *t = &j->targets[i];
+                if (!t->held)
+                        continue;
+                r = t->provider->release(t->pv);
+                if (r < 0)
+                        job_fail(j, -ETIMEDOUT, LVSS_ERROR_TIMEOUT,
+                                 "The hold of volume %s lapsed after %u ms: the set would not be one point "
+                                 "in time "
+                                 "and was discarded; retry when the volumes are less busy.",
+                                 t->name, LVSS_HOLD_WINDOW_MS);
+        }
+
+done:
+        /* 5. Thaw, newest first; the watchdog may have done it already. */
+        pthread_mutex_lock(&j->lock);
+        j->worker_done = true;
+        pthread_cond_signal(&j->cond);
+        for (size_t i = j->n_frozen; i > 0; i--)
+                (void) ioctl(j->fds[i - 1], FITHAW, 0);
+        j->n_frozen = 0;
+        bool fired = j->watchdog_fired;
+        pthread_mutex_unlock(&j->lock);
+        t_end = now_usec(CLOCK_MONOTONIC);
+        if (wd_running)
+                pthread_join(wd, NULL);
+        if (fired)
+                job_fail(
+                        j, -ETIMEDOUT, LVSS_ERROR_TIMEOUT,
+                        "The freeze passed %u ms and the watchdog thawed everything: the set was discarded; "
+                        "retry when the filesystems are less busy.",
+                        LVSS_HOLD_WINDOW_MS);
+        if (j->r < 0)
+                for (size_t i = 0; i < j->n_targets; i++)
+                        if (j->targets[i].snapped) {
+                                (void) j->targets[i].provider->snapshot_delete(j->targets[i].pv,
+                                                                               j->targets[i].snap_id);
+                                j->targets[i].snapped = false;
+                        }
+        j->hold_usec = t_end - t0;
+        j->freeze_usec = t_frozen - t0;
+
+        uint64_t one = 1;
+        (void) !write(j->efd, &one, sizeof one);
+        return NULL;
+}
+
+static int reply_set(struct sset_job *j) {
+        struct manager *m = j->manager;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(j->msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "sstt", j->set_id, context_to_string(j->ctx), j->created_usec,
+                                  j->hold_usec);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(ssss)");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < j->n_targets; i++) {
+                struct shadow *s = manager_find_shadow(m, j->targets[i].shadow_id);
+                r = sd_bus_message_append(reply, "(ssss)", j->targets[i].shadow_id, j->targets[i].name,
+                                          j->targets[i].provider->name, s ? s->path : "");
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "a(sss)", 0);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+/* Main thread: the worker has finished. */
+static int on_job_done(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        struct sset_job *j = userdata;
+        struct manager *m = j->manager;
+        int r;
+
+        pthread_join(j->thread, NULL);
+        m->job = NULL;
+
+        if (j->r == 0) {
+                /* Into the model, all or nothing. */
+                size_t added = 0;
+                r = manager_add_set(m, j->set_id, j->ctx, j->created_usec, j->hold_usec);
+                for (; r >= 0 && added < j->n_targets; added++) {
+                        struct sset_target *t = &j->targets[added];
+                        r = manager_add_shadow(m, t->volume, t->shadow_id, j->set_id, t->snap_id, j->ctx,
+                                               j->created_usec, j->persistent, NULL);
+                }
+                if (r >= 0 && j->persistent)
+                        r = manager_save_catalog(m);
+                if (r < 0) {
+                        job_fail(j, r, NULL, "Cannot record the new shadow copies: %s.", strerror(-r));
+                        for (size_t i = 0; i < j->n_targets; i++) {
+                                struct shadow *sh = manager_find_shadow(m, j->targets[i].shadow_id);
+                                if (sh)
+                                        (void) manager_delete_shadow(m, sh, NULL);
+                                else
+                                        (void) j->targets[i].provider->snapshot_delete(
+                                                j->targets[i].pv, j->targets[i].snap_id);
+                        }
+                        manager_gc_sets(m);
+                        if (j->persistent)
+                                (void) manager_save_catalog(m);
+                }
+        }
+
+        if (j->r == 0) {
+                fprintf(stderr, "lvssd: set %s (%s): %zu shadow(s), hold %.3f ms (freeze %.3f ms)\n",
+                        j->set_id, context_to_string(j->ctx), j->n_targets, (double) j->hold_usec / 1000.0,
+                        (double) j->freeze_usec / 1000.0);
+                r = reply_set(j);
+                if (r < 0)
+                        fprintf(stderr, "lvssd: cannot answer the set's requester (gone?): %s\n",
+                                strerror(-r));
+        } else {
+                fprintf(stderr, "lvssd: set %s failed: %s\n", j->set_id, j->error_msg);
+                (void) sd_bus_reply_method_errorf(j->msg, j->error_name, "%s", j->error_msg);
+        }
+        job_free(j);
+        return 0;
+}
+
+int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_context ctx,
+               sd_bus_error *error) {
+        struct sset_job *j;
+        int r;
+
+        if (m->job)
+                return bus_error_setf(error, -EBUSY, LVSS_ERROR_BUSY,
+                                      "Another shadow copy set is being created: retry in a few seconds.");
+        if (m->stopping)
+                return bus_error_setf(error, -ESHUTDOWN, LVSS_ERROR_FAILED,
+                                      "lvssd is stopping: retry once it runs.");
+        size_t n = strv_len(targets);
+        if (n == 0)
+                return bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                      "No target: give at least one volume name or mount point.");
+        if (n > LVSS_MAX_SET_VOLUMES)
+                return bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                      "%zu targets: a set holds at most %u volumes.", n,
+                                      LVSS_MAX_SET_VOLUMES);
+
+        j = calloc(1, sizeof *j);
+        if (!j)
+                return -ENOMEM;
+        j->efd = -1;
+        pthread_mutex_init(&j->lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&j->cond, &ca);
+        pthread_condattr_destroy(&ca);
+        j->manager = m;
+        j->ctx = ctx;
+        j->persistent = context_persistent(ctx);
+        manager_new_id(j->set_id);
+
+        for (size_t i = 0; i < n; i++) {
+                struct volume *v;
+                r = manager_resolve_target(m, targets[i], &v, error);
+                if (r < 0)
+                        goto fail;
+                bool dup = false;
+                for (size_t k = 0; k < j->n_targets; k++)
+                        dup |= j->targets[k].volume == v;
+                if (dup)
+                        continue;
+                if (!v->provider->hold || !v->provider->snapshot_create) {
+                        r = bus_error_setf(error, -EOPNOTSUPP, LVSS_ERROR_FAILED,
+                                           "Provider %s of volume %s cannot take part in a set.",
+                                           v->provider->name, v->name);
+                        goto fail;
+                }
+                struct sset_target *t = &j->targets[j->n_targets++];
+                t->volume = v;
+                t->provider = v->provider;
+                t->pv = v->pv;
+                snprintf(t->name, sizeof t->name, "%s", v->name);
+                manager_new_id(t->shadow_id);
+
+                /* Every filesystem on the volume is frozen, whichever way the volume was named. */
+                char **mps = NULL;
+                r = manager_volume_mounts(m, v, &mps);
+                if (r < 0) {
+                        bus_error_setf(error, r, NULL, "Cannot list the filesystems on volume %s: %s.",
+                                       v->name, strerror(-r));
+                        goto fail;
+                }
+                for (size_t k = 0; mps && mps[k]; k++)
+                        if (!strv_contains(j->mounts, mps[k]) && strv_push(&j->mounts, mps[k]) < 0) {
+                                strv_free_many(mps);
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                strv_free_many(mps);
+        }
+
+        for (size_t i = 0; j->mounts && j->mounts[i]; i++) {
+                if (j->n_fds == ELEMENTSOF(j->fds)) {
+                        r = bus_error_setf(error, -E2BIG, LVSS_ERROR_INVALID_ARGUMENT,
+                                           "The set has more than %zu filesystems to freeze.",
+                                           ELEMENTSOF(j->fds));
+                        goto fail;
+                }
+                int fd = open(j->mounts[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (fd < 0) {
+                        r = bus_error_setf(error, negative_errno(), LVSS_ERROR_FAILED, "Cannot open %s: %s.",
+                                           j->mounts[i], strerror(errno));
+                        goto fail;
+                }
+                j->fds[j->n_fds++] = fd;
+                /* Never freeze yourself: the state directory must stay writable. */
+                struct stat a, b;
+                if ((fstat(fd, &a) == 0 && stat(m->state_dir, &b) == 0 && a.st_dev == b.st_dev) ||
+                    (stat(m->runtime_dir, &b) == 0 && a.st_dev == b.st_dev)) {
+                        r = bus_error_setf(
+                                error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                "%s holds lvssd's own state directory %s: freezing it would stop lvssd "
+                                "itself; move the state directory to another filesystem.",
+                                j->mounts[i], m->state_dir);
+                        goto fail;
+                }
+        }
+
+        j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (j->efd < 0) {
+                r = negative_errno();
+                goto fail;
+        }
+        r = sd_event_add_io(m->event, &j->source, j->efd, EPOLLIN, on_job_done, j);
+        if (r < 0)
+                goto fail;
+        j->msg = sd_bus_message_ref(msg);
+        if (pthread_create(&j->thread, NULL, worker_main, j) != 0) {
+                r = -EAGAIN;
+                goto fail;
+        }
+        m->job = j;
+        return 1;
+fail:
+        job_free(j);
+        if (error && !sd_bus_error_is_set(error))
+                bus_error_setf(error, r, NULL, "Cannot start the set: %s.", strerror(-r));
+        return r;
+}
+
+void sset_abort_and_wait(struct manager *m) {
+        struct sset_job *j = m->job;
+        if (!j)
+                return;
+        atomic_store(&j->abort, true);
+        uint64_t v;
+        /* The worker ends within the hold window; wait for its signal, then finish on this thread. */
+        for (;;) {
+                struct pollfd pfd = { .fd = j->efd, .events = POLLIN };
+                if (poll(&pfd, 1, -1) > 0)
+                        break;
+        }
+        (void) !read(j->efd, &v, sizeof v);
+        on_job_done(j->source, j->efd, 0, j);
+}

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Creating a shadow copy set: one point in time over up to 64 volumes.
+ *
+ * sset_start() checks the request on the main thread (targets, context, the filesystems to
+ * freeze, never lvssd's own), then runs the flush-and-hold sequence on a thread of its own, which
+ * is neither a FUSE worker nor the main loop (FIFREEZE waits for the frozen filesystem's flush to
+ * come back through lvssd's FUSE workers):
+ *
+ *     syncfs each filesystem → FIFREEZE each → hold each volume's writes → snapshot each →
+ *     release each → FITHAW each (newest first)
+ *
+ * A watchdog thread thaws every filesystem frozen so far if the window passes
+ * LVSS_HOLD_WINDOW_MS; the engine's holds lift by themselves at the same deadline. Any failure
+ * deletes the snapshots already made: a set is whole or absent. The main loop hears of the end
+ * through an eventfd, adds the shadows to the model (and to the catalog, for a persistent
+ * context) and only then answers the D-Bus call.
+ *
+ * One set at a time: sset_start() fails with -EBUSY (org.lvss.Error.Busy) while one runs.
+ */
+
+#include <systemd/sd-bus.h>
+
+#include "service/manager.h"
+
+/* Starts creating a set for the method call MSG (CreateShadowSet), which it answers later. */
+int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_context ctx,
+               sd_bus_error *error);
+
+/* Asks a set being created to stop at its next step, and waits until everything is thawed and
+ * the call answered (used at SIGTERM). */
+void sset_abort_and_wait(struct manager *m);
