@@ -147,6 +147,7 @@ static char *path_in(const char *name) {
         return p;
 }
 
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int run(const char *fmt, ...) {
         char cmd[1024];
         va_list ap;
