@@ -6,7 +6,7 @@
  * RUNTIME/lvssd.sock (and, with --system-bus, on the system bus).
  *
  *     lvssd [--state-dir DIR] [--runtime-dir DIR] [--config FILE] [--foreground]
- *           [--system-bus] [--socket-group GROUP] [--fuse-workers N]
+ *           [--system-bus] [--socket-group GROUP] [--fuse-workers N] [--freeze-timeout MS]
  *
  * Threads: the main loop (sd-event: signals, the socket, every bus connection, the model), the
  * FUSE export's workers, and while a set is being created its worker and watchdog (sset.c).
@@ -43,6 +43,7 @@ static struct {
         char *state_dir, *runtime_dir, *config, *socket_group;
         bool foreground, system_bus;
         unsigned fuse_workers;
+        uint32_t freeze_timeout_ms;
 } arg;
 
 static void usage(FILE *f) {
@@ -56,16 +57,19 @@ static void usage(FILE *f) {
                 "  --runtime-dir DIR    the socket lvssd.sock and the FUSE mount dev/ "
                 "(default " DEFAULT_RUNTIME_DIR ")\n"
                 "  --config FILE        read KEY=VALUE settings (state-dir, runtime-dir, system-bus,\n"
-                "                       socket-group, fuse-workers); options given here win\n"
+                "                       socket-group, fuse-workers, freeze-timeout); options given\n"
+                "                       here win\n"
                 "  --foreground         do not detach (always so under systemd)\n"
                 "  --system-bus         also serve the API on the system bus as org.lvss\n"
                 "  --socket-group NAME  group that may read through the socket (default lvss)\n"
                 "  --fuse-workers N     threads serving the FUSE export (default %u)\n"
+                "  --freeze-timeout MS  longest freeze-and-hold window of a set before it is aborted\n"
+                "                       and everything thawed (default %u, at most 60000)\n"
                 "  -h, --help           show this help\n"
                 "      --version        show the version\n"
                 "\n"
                 "See lvssd(8).\n",
-                FUSE_EXPORT_WORKERS_DEFAULT);
+                FUSE_EXPORT_WORKERS_DEFAULT, LVSS_HOLD_WINDOW_MS);
 }
 
 static int set_str(char **dst, const char *v) {
@@ -84,6 +88,18 @@ static int parse_workers(const char *v) {
                 return -EINVAL;
         }
         arg.fuse_workers = (unsigned) n;
+        return 0;
+}
+
+static int parse_freeze_timeout(const char *v) {
+        char *end;
+        errno = 0;
+        unsigned long n = strtoul(v, &end, 10);
+        if (errno || *end || end == v || n < 10 || n > 60000) {
+                fprintf(stderr, "lvssd: --freeze-timeout %s: give milliseconds from 10 to 60000\n", v);
+                return -EINVAL;
+        }
+        arg.freeze_timeout_ms = (uint32_t) n;
         return 0;
 }
 
@@ -126,6 +142,9 @@ static int read_config(const char *path, bool have_state, bool have_runtime, boo
                 } else if (strcmp(k, "system-bus") == 0) {
                         if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
                                 arg.system_bus = true;
+                } else if (strcmp(k, "freeze-timeout") == 0) {
+                        if (!arg.freeze_timeout_ms)
+                                r = parse_freeze_timeout(v);
                 } else if (strcmp(k, "fuse-workers") == 0) {
                         if (!have_workers)
                                 r = parse_workers(v);
@@ -147,6 +166,7 @@ static int parse_args(int argc, char **argv) {
                 ARG_SYSTEM_BUS,
                 ARG_GROUP,
                 ARG_WORKERS,
+                ARG_FREEZE_TIMEOUT,
                 ARG_VERSION
         };
         static const struct option options[] = {
@@ -157,6 +177,7 @@ static int parse_args(int argc, char **argv) {
                 { "system-bus", no_argument, NULL, ARG_SYSTEM_BUS },
                 { "socket-group", required_argument, NULL, ARG_GROUP },
                 { "fuse-workers", required_argument, NULL, ARG_WORKERS },
+                { "freeze-timeout", required_argument, NULL, ARG_FREEZE_TIMEOUT },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -185,6 +206,9 @@ static int parse_args(int argc, char **argv) {
                 case ARG_GROUP:
                         r = set_str(&arg.socket_group, optarg);
                         have_group = true;
+                        break;
+                case ARG_FREEZE_TIMEOUT:
+                        r = parse_freeze_timeout(optarg);
                         break;
                 case ARG_WORKERS:
                         r = parse_workers(optarg);
@@ -359,6 +383,10 @@ int main(int argc, char **argv) {
         m->runtime_dir = TAKE_PTR(arg.runtime_dir);
         m->socket_group = TAKE_PTR(arg.socket_group);
         m->fuse_workers = arg.fuse_workers;
+        m->hold_window_ms = arg.freeze_timeout_ms;
+        const char *delay = getenv("LVSS_TEST_HOLD_DELAY_MS");
+        if (delay)
+                m->test_hold_delay_ms = (uint32_t) MIN(strtoul(delay, NULL, 10), 120000ul);
         manager_lookup_groups(m);
 
         r = probe_running(m->runtime_dir);

@@ -83,6 +83,8 @@ struct manager {
         char *catalog_path; /* STATE/catalog */
         char *socket_group; /* group owning the socket (default "lvss") */
         unsigned fuse_workers;
+        uint32_t hold_window_ms; /* 0: LVSS_HOLD_WINDOW_MS */
+        uint32_t test_hold_delay_ms; /* $LVSS_TEST_HOLD_DELAY_MS: tests make a hold last */
         bool system_bus_wanted;
 
         sd_event *event;

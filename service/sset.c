@@ -62,6 +62,8 @@ struct sset_job {
         size_t n_frozen; /* fds[0..n_frozen) are frozen; under lock */
         bool watchdog_fired, worker_done; /* under lock */
         struct timespec deadline; /* CLOCK_MONOTONIC */
+        uint32_t window_ms; /* the freeze-and-hold window (LVSS_HOLD_WINDOW_MS unless configured) */
+        uint32_t test_delay_ms; /* extra time spent holding, for tests */
 
         /* results */
         int r;
@@ -133,7 +135,12 @@ static void *worker_main(void *p) {
 
         t0 = now_usec(CLOCK_MONOTONIC);
         clock_gettime(CLOCK_MONOTONIC, &j->deadline);
-        j->deadline.tv_sec += LVSS_HOLD_WINDOW_MS / 1000;
+        j->deadline.tv_sec += j->window_ms / 1000;
+        j->deadline.tv_nsec += (long) (j->window_ms % 1000) * 1000000L;
+        if (j->deadline.tv_nsec >= 1000000000L) {
+                j->deadline.tv_sec++;
+                j->deadline.tv_nsec -= 1000000000L;
+        }
         if (pthread_create(&wd, NULL, watchdog_main, j) != 0) {
                 job_fail(j, -EAGAIN, NULL, "Cannot start the freeze watchdog: retry.");
                 goto done;
@@ -172,7 +179,7 @@ static void *worker_main(void *p) {
         for (size_t i = 0; i < j->n_targets && j->r == 0 && !j->watchdog_fired; i++) {
                 struct sset_target *t = &j->targets[i];
                 uint64_t spent = (now_usec(CLOCK_MONOTONIC) - t0) / 1000u;
-                uint32_t left = spent >= LVSS_HOLD_WINDOW_MS ? 1u : LVSS_HOLD_WINDOW_MS - (uint32_t) spent;
+                uint32_t left = spent >= j->window_ms ? 1u : j->window_ms - (uint32_t) spent;
                 r = t->provider->hold(t->pv, left);
                 if (r < 0) {
                         job_fail(j, r, r == -ETIMEDOUT ? LVSS_ERROR_TIMEOUT : LVSS_ERROR_FAILED,
@@ -196,6 +203,17 @@ static void *worker_main(void *p) {
                 t->snapped = true;
         }
 
+        /* For tests only (LVSS_TEST_HOLD_DELAY_MS): a hold that lasts, to exercise Busy and the
+         * watchdog deterministically. */
+        for (uint32_t waited = 0; waited < j->test_delay_ms && j->r == 0; waited += 10) {
+                pthread_mutex_lock(&j->lock);
+                bool fired = j->watchdog_fired;
+                pthread_mutex_unlock(&j->lock);
+                if (fired)
+                        break;
+                usleep(10000);
+        }
+
         /* 4. Release the holds; one that lapsed by itself may have let a write through. */
         for (size_t i = 0; i < j->n_targets; i++) {
                 struct sset_target *t = &j->targets[i];
@@ -207,7 +225,7 @@ static void *worker_main(void *p) {
                                  "The hold of volume %s lapsed after %u ms: the set would not be one point "
                                  "in time "
                                  "and was discarded; retry when the volumes are less busy.",
-                                 t->name, LVSS_HOLD_WINDOW_MS);
+                                 t->name, j->window_ms);
         }
 
 done:
@@ -228,7 +246,7 @@ done:
                         j, -ETIMEDOUT, LVSS_ERROR_TIMEOUT,
                         "The freeze passed %u ms and the watchdog thawed everything: the set was discarded; "
                         "retry when the filesystems are less busy.",
-                        LVSS_HOLD_WINDOW_MS);
+                        j->window_ms);
         if (j->r < 0)
                 for (size_t i = 0; i < j->n_targets; i++)
                         if (j->targets[i].snapped) {
@@ -360,6 +378,8 @@ int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_cont
         j->manager = m;
         j->ctx = ctx;
         j->persistent = context_persistent(ctx);
+        j->window_ms = m->hold_window_ms ? m->hold_window_ms : LVSS_HOLD_WINDOW_MS;
+        j->test_delay_ms = m->test_hold_delay_ms;
         manager_new_id(j->set_id);
 
         for (size_t i = 0; i < n; i++) {

@@ -13,10 +13,10 @@
  *     release each → FITHAW each (newest first)
  *
  * A watchdog thread thaws every filesystem frozen so far if the window passes
- * LVSS_HOLD_WINDOW_MS; the engine's holds lift by themselves at the same deadline. Any failure
- * deletes the snapshots already made: a set is whole or absent. The main loop hears of the end
- * through an eventfd, adds the shadows to the model (and to the catalog, for a persistent
- * context) and only then answers the D-Bus call.
+ * LVSS_HOLD_WINDOW_MS (or lvssd's --freeze-timeout); the engine's holds lift by themselves at the same
+ * deadline. Any failure deletes the snapshots already made: a set is whole or absent. The main loop hears of
+ * the end through an eventfd, adds the shadows to the model (and to the catalog, for a persistent context)
+ * and only then answers the D-Bus call.
  *
  * One set at a time: sset_start() fails with -EBUSY (org.lvss.Error.Busy) while one runs.
  */
