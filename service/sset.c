@@ -4,7 +4,8 @@
  * The creation of a shadow copy set (sset.h). The job struct is shared by three threads: the
  * main loop fills it before the worker starts and reads the results after joining it; the
  * worker owns it in between, except `frozen`/`n_frozen`/`watchdog_fired`, which the watchdog
- * reads and writes under `lock`. The worker only touches provider handles (thread-safe) and
+ * reads and writes under `lock`. A guardian process thaws the set's filesystems if lvssd dies
+ * while they are frozen. The worker only touches provider handles (thread-safe) and
  * file descriptors, never the manager's lists.
  */
 
@@ -22,6 +23,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -122,10 +124,65 @@ static void *watchdog_main(void *p) {
         return NULL;
 }
 
+/*
+ * The guardian: a child process that outlives lvssd for one purpose. It holds the mount points'
+ * descriptors (inherited) and the read end of a pipe; if the pipe reaches end of file before lvssd
+ * says "done" (lvssd died, even by SIGKILL), or lvssd has not said it within the window and two
+ * seconds, it thaws every filesystem of the set. Only async-signal-safe calls after fork().
+ */
+static pid_t guardian_start(const int *fds, size_t n, uint32_t window_ms, int *ret_pipe) {
+        int p[2];
+        if (n == 0 || pipe2(p, O_CLOEXEC) < 0)
+                return -1;
+        pid_t pid = fork();
+        if (pid < 0) {
+                close(p[0]);
+                close(p[1]);
+                return -1;
+        }
+        if (pid == 0) {
+                /* Keep only the mount points and the pipe. Above all, /dev/fuse must go: while
+                 * this process held it, a dead lvssd's FUSE connection would stay open with nobody
+                 * serving it, and the thaw would wait forever for its superblock write. */
+                int keep_max = p[0];
+                for (size_t i = 0; i < n; i++)
+                        keep_max = MAX(keep_max, fds[i]);
+                for (int fd = 3; fd <= keep_max; fd++) {
+                        bool keep = fd == p[0];
+                        for (size_t i = 0; i < n && !keep; i++)
+                                keep = fds[i] == fd;
+                        if (!keep)
+                                close(fd);
+                }
+                (void) close_range((unsigned) keep_max + 1, ~0u, 0);
+                struct pollfd pfd = { .fd = p[0], .events = POLLIN };
+                char c = 0;
+                int r = poll(&pfd, 1, (int) window_ms + 2000);
+                if (r == 1 && read(p[0], &c, 1) == 1 && c == 'd')
+                        _exit(0);
+                for (size_t i = n; i > 0; i--)
+                        (void) ioctl(fds[i - 1], FITHAW, 0);
+                _exit(1);
+        }
+        close(p[0]);
+        *ret_pipe = p[1];
+        return pid;
+}
+
+static void guardian_stop(pid_t pid, int fd) {
+        if (pid <= 0)
+                return;
+        (void) !write(fd, "d", 1);
+        close(fd);
+        (void) waitpid(pid, NULL, 0);
+}
+
 static void *worker_main(void *p) {
         struct sset_job *j = p;
         pthread_t wd;
         bool wd_running = false;
+        int guardian_fd = -1;
+        pid_t guardian = -1;
         uint64_t t0 = 0, t_frozen = 0, t_end;
         int r;
 
@@ -146,6 +203,9 @@ static void *worker_main(void *p) {
                 goto done;
         }
         wd_running = true;
+        guardian = guardian_start(j->fds, j->n_fds, j->window_ms, &guardian_fd);
+        if (j->n_fds > 0 && guardian < 0)
+                job_fail(j, -EAGAIN, NULL, "Cannot start the process that thaws if lvssd dies: retry.");
 
         /* 1. Freeze the filesystems: their flush goes through the FUSE workers. */
         for (size_t i = 0; i < j->n_fds && j->r == 0; i++) {
@@ -239,8 +299,10 @@ done:
         bool fired = j->watchdog_fired;
         pthread_mutex_unlock(&j->lock);
         t_end = now_usec(CLOCK_MONOTONIC);
-        if (wd_running)
+        if (wd_running) {
                 pthread_join(wd, NULL);
+                guardian_stop(guardian, guardian_fd);
+        }
         if (fired)
                 job_fail(
                         j, -ETIMEDOUT, LVSS_ERROR_TIMEOUT,
