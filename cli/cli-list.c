@@ -15,19 +15,24 @@
 #include "tools/tool-util.h"
 
 /* Parses a list verb's options, connects and calls METHOD without arguments; 0 or exit code. */
-static int list_call(int argc, char **argv, const char *method, sd_bus **ret_bus,
-                     sd_bus_message **ret_reply) {
+/* Parses a listing verb's options and calls METHOD: true with the reply, or false with the exit
+ * code in *RET (0 after --help). */
+static bool list_call(int argc, char **argv, const char *method, sd_bus **ret_bus,
+                      sd_bus_message **ret_reply, int *ret) {
         _cleanup_bus_ sd_bus *bus = NULL;
         int r;
 
-        if (!cli_parse_plain_verb(argc, argv, &r))
-                return r;
+        if (!cli_parse_plain_verb(argc, argv, ret))
+                return false;
         r = cli_connect(&bus);
         if (r == 0)
                 r = cli_call(bus, method, ret_reply, NULL);
-        if (r == 0)
-                *ret_bus = TAKE_PTR(bus);
-        return r;
+        if (r != 0) {
+                *ret = r;
+                return false;
+        }
+        *ret_bus = TAKE_PTR(bus);
+        return true;
 }
 
 /* Prints the table T, or NONE when it is empty (human output). */
@@ -100,8 +105,7 @@ static int list_storage(int argc, char **argv) {
         _cleanup_bus_message_ sd_bus_message *reply = NULL;
         int r;
 
-        r = list_call(argc, argv, "ListStorage", &bus, &reply);
-        if (r != 0)
+        if (!list_call(argc, argv, "ListStorage", &bus, &reply, &r))
                 return r;
         return print_storage(reply, NULL);
 }
@@ -164,8 +168,7 @@ static int list_providers(int argc, char **argv) {
         _cleanup_(cli_json_release) cli_json j = {};
         int r;
 
-        r = list_call(argc, argv, "ListProviders", &bus, &reply);
-        if (r != 0)
+        if (!list_call(argc, argv, "ListProviders", &bus, &reply, &r))
                 return r;
         t = cli_table_new("NAME", "VERSION", "CAPABILITIES", NULL);
         if (!t || cli_json_open(&j) < 0)
@@ -232,8 +235,7 @@ static int list_writers(int argc, char **argv) {
         const char *name, *class_id, *instance_id, *state, *error;
         int r;
 
-        r = list_call(argc, argv, "ListWriters", &bus, &reply);
-        if (r != 0)
+        if (!list_call(argc, argv, "ListWriters", &bus, &reply, &r))
                 return r;
         t = cli_table_new("NAME", "CLASS-ID", "INSTANCE-ID", "STATE", "ERROR", NULL);
         if (!t || cli_json_open(&j) < 0)
@@ -278,8 +280,7 @@ static int list_sets(int argc, char **argv) {
         _cleanup_(cli_json_release) cli_json j = {};
         int r;
 
-        r = list_call(argc, argv, "ListSets", &bus, &reply);
-        if (r != 0)
+        if (!list_call(argc, argv, "ListSets", &bus, &reply, &r))
                 return r;
         t = cli_table_new("ID", "CONTEXT", "CREATED", "HOLD", "SHADOWS", NULL);
         if (!t || cli_json_open(&j) < 0)

@@ -711,14 +711,16 @@ const cli_verb cli_verb_revert = {
         "revert",
         "ID [--force]",
         "Bring the live volume back to the shadow copy's content.",
-        "  -f, --force              revert even while the volume is attached or mounted\n",
+        "  -f, --force              revert even while a filesystem on the volume is mounted (it will be\n"
+        "                           corrupted: unmount it first)\n",
         1,
         1,
         shadow_revert,
 };
 
 static const cli_verb verb_shadow_path = {
-        "path", "ID", "Print the path of the shadow copy's block device.", NULL, 1, 1, shadow_path,
+        "path", "ID",        "Print the path of the shadow copy's file (RUNTIME/dev/shadows/ID).", NULL, 1,
+        1,      shadow_path,
 };
 
 static const cli_verb verb_shadow_list = {

@@ -303,16 +303,16 @@ static const cli_verb verb_volume_delete = {
         "delete",
         "NAME [--force]",
         "Delete a volume and its image.",
-        "  -f, --force              delete it even while it is attached or has shadow copies\n",
+        "  -f, --force              delete its shadow copies too (an attached volume is always refused:\n"
+        "                           unmount and detach it first)\n",
         1,
         1,
         volume_delete,
 };
 
 static const cli_verb verb_volume_path = {
-        "path",      "NAME", "Print the path of the volume's block device (RUNTIME/dev/volumes/NAME).",
-        NULL,        1,      1,
-        volume_path,
+        "path", "NAME",      "Print the path of the volume's file (RUNTIME/dev/volumes/NAME).", NULL, 1,
+        1,      volume_path,
 };
 
 static const cli_verb *const volume_verbs[] = {
