@@ -75,16 +75,19 @@ static int message_level(struct manager *m, sd_bus_message *msg, struct conn *c,
                         *ret_uid = c->uid;
                 return c->level;
         }
-        /* The system bus: the sender's credentials, as the bus daemon saw them. */
+        /* The system bus: the sender's credentials, as the bus daemon vouches for them (its uid,
+         * gid and groups; completed from /proc where the bus gives less). */
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         uid_t uid;
-        gid_t gid;
+        gid_t gid = (gid_t) -1;
         const gid_t *gids = NULL;
-        if (sd_bus_query_sender_creds(
-                    msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS, &creds) <
-                    0 ||
-            sd_bus_creds_get_euid(creds, &uid) < 0 || sd_bus_creds_get_egid(creds, &gid) < 0)
+        if (sd_bus_query_sender_creds(msg,
+                                      SD_BUS_CREDS_UID | SD_BUS_CREDS_GID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS |
+                                              SD_BUS_CREDS_AUGMENT,
+                                      &creds) < 0 ||
+            sd_bus_creds_get_uid(creds, &uid) < 0)
                 return LEVEL_NONE;
+        (void) sd_bus_creds_get_gid(creds, &gid);
         int n = sd_bus_creds_get_supplementary_gids(creds, &gids);
         if (ret_uid)
                 *ret_uid = uid;

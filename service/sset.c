@@ -265,7 +265,8 @@ static void *worker_main(void *p) {
 
         /* For tests only (LVSS_TEST_HOLD_DELAY_MS): a hold that lasts, to exercise Busy and the
          * watchdog deterministically. */
-        for (uint32_t waited = 0; waited < j->test_delay_ms && j->r == 0; waited += 10) {
+        for (uint32_t waited = 0; waited < j->test_delay_ms && j->r == 0 && !atomic_load(&j->abort);
+             waited += 10) {
                 pthread_mutex_lock(&j->lock);
                 bool fired = j->watchdog_fired;
                 pthread_mutex_unlock(&j->lock);
@@ -273,6 +274,10 @@ static void *worker_main(void *p) {
                         break;
                 usleep(10000);
         }
+
+        /* Stopping (SIGTERM) abandons the set even now: lvssd will not be there to record it. */
+        if (atomic_load(&j->abort))
+                job_fail(j, -ECANCELED, LVSS_ERROR_FAILED, "lvssd is stopping: the set was abandoned.");
 
         /* 4. Release the holds; one that lapsed by itself may have let a write through. */
         for (size_t i = 0; i < j->n_targets; i++) {
