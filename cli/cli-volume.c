@@ -282,6 +282,101 @@ static int volume_path(int argc, char **argv) {
         return CLI_EXIT_OK;
 }
 
+/* Reads an "as" into a NULL-terminated list the caller frees with strv-style free. */
+static int read_strings(sd_bus_message *reply, char ***ret) {
+        char **l = NULL;
+        int r = sd_bus_message_read_strv(reply, &l);
+        if (r < 0)
+                return r;
+        *ret = l;
+        return 0;
+}
+
+static void free_strings(char **l) {
+        for (size_t i = 0; l && l[i]; i++)
+                free(l[i]);
+        free(l);
+}
+
+static int volume_attach(int argc, char **argv) {
+        _cleanup_bus_ sd_bus *bus = NULL;
+        _cleanup_bus_message_ sd_bus_message *reply = NULL;
+        const char *device;
+        char **stale = NULL;
+        int r;
+
+        if (!cli_parse_plain_verb(argc, argv, &r))
+                return r;
+        if ((r = cli_check_volume_name(argv[optind])) != 0)
+                return r;
+        r = cli_connect(&bus);
+        if (r == 0)
+                r = cli_call(bus, "AttachVolume", &reply, "s", argv[optind]);
+        if (r != 0)
+                return r;
+        if ((r = sd_bus_message_read(reply, "s", &device)) < 0 || (r = read_strings(reply, &stale)) < 0)
+                return cli_bus_parse_error(r);
+        for (size_t i = 0; stale && stale[i]; i++)
+                fprintf(stderr,
+                        "lvss: %s is mounted from a loop device an earlier lvssd left (dead): unmount it "
+                        "(umount -l %s) and mount %s there.\n",
+                        stale[i], stale[i], device);
+        if (cli_arg_json) {
+                cli_json j;
+
+                cli_json_init(&j, stdout);
+                cli_json_begin_object(&j);
+                cli_json_key(&j, "device");
+                cli_json_string(&j, device);
+                cli_json_key(&j, "stale_mounts");
+                cli_json_begin_array(&j);
+                for (size_t i = 0; stale && stale[i]; i++)
+                        cli_json_string(&j, stale[i]);
+                cli_json_end_array(&j);
+                cli_json_end_object(&j);
+                cli_json_finish(&j);
+        } else
+                printf("%s\n", device);
+        free_strings(stale);
+        return CLI_EXIT_OK;
+}
+
+static int volume_detach(int argc, char **argv) {
+        _cleanup_bus_ sd_bus *bus = NULL;
+        _cleanup_bus_message_ sd_bus_message *reply = NULL;
+        char **done = NULL;
+        int r;
+
+        if (!cli_parse_plain_verb(argc, argv, &r))
+                return r;
+        if ((r = cli_check_volume_name(argv[optind])) != 0)
+                return r;
+        r = cli_connect(&bus);
+        if (r == 0)
+                r = cli_call(bus, "DetachVolume", &reply, "s", argv[optind]);
+        if (r != 0)
+                return r;
+        if ((r = read_strings(reply, &done)) < 0)
+                return cli_bus_parse_error(r);
+        if (cli_arg_json) {
+                cli_json j;
+
+                cli_json_init(&j, stdout);
+                cli_json_begin_object(&j);
+                cli_json_key(&j, "detached");
+                cli_json_begin_array(&j);
+                for (size_t i = 0; done && done[i]; i++)
+                        cli_json_string(&j, done[i]);
+                cli_json_end_array(&j);
+                cli_json_end_object(&j);
+                cli_json_finish(&j);
+        } else
+                for (size_t i = 0; done && done[i]; i++)
+                        printf("%s\n", done[i]);
+        free_strings(done);
+        return CLI_EXIT_OK;
+}
+
 static const cli_verb verb_volume_create = {
         "create",
         "NAME --size SIZE [--chunk-size SIZE] [--image PATH]",
@@ -315,11 +410,30 @@ static const cli_verb verb_volume_path = {
         1,      volume_path,
 };
 
+static const cli_verb verb_volume_attach = {
+        "attach",
+        "NAME",
+        "Attach a loop device (direct I/O) over the volume's file and print it; after an lvssd restart, "
+        "this also detaches the dead loop devices left over the volume's old file.",
+        NULL,
+        1,
+        1,
+        volume_attach,
+};
+
+static const cli_verb verb_volume_detach = {
+        "detach",
+        "NAME",
+        "Detach every loop device over the volume's file (refused while a filesystem on one is mounted).",
+        NULL,
+        1,
+        1,
+        volume_detach,
+};
+
 static const cli_verb *const volume_verbs[] = {
-        &verb_volume_create,
-        &verb_volume_list,
-        &verb_volume_delete,
-        &verb_volume_path,
+        &verb_volume_create, &verb_volume_list,   &verb_volume_delete,
+        &verb_volume_path,   &verb_volume_attach, &verb_volume_detach,
 };
 
 const cli_verb cli_verb_volume = {

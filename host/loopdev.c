@@ -3,9 +3,9 @@
 /*
  * Loop devices by ioctl and sysfs. A device is always attached with LO_FLAGS_AUTOCLEAR, so that
  * whatever happens to lvssd its loop devices go away with their last user instead of pinning
- * dead FUSE files. The free-device protocol (LOOP_CTL_GET_FREE, then bind) races with other
- * processes doing the same; binding a device someone else took fails with EBUSY, and we retry
- * with a new one. No locking: nothing is shared.
+ * dead FUSE files (loopdev_keep clears it for a device a person attaches on purpose). The free-device
+ * protocol (LOOP_CTL_GET_FREE, then bind) races with other processes doing the same; binding a device
+ * someone else took fails with EBUSY, and we retry with a new one. No locking: nothing is shared.
  */
 
 #include "host/loopdev.h"
@@ -113,6 +113,16 @@ int loopdev_attach(const char *path, bool read_only, bool direct_io, char **ret_
                 return 0;
         }
         return r;
+}
+
+int loopdev_keep(int fd) {
+        struct loop_info64 info;
+        if (ioctl(fd, LOOP_GET_STATUS64, &info) < 0)
+                return negative_errno();
+        info.lo_flags &= ~(__u32) LO_FLAGS_AUTOCLEAR;
+        if (ioctl(fd, LOOP_SET_STATUS64, &info) < 0)
+                return negative_errno();
+        return 0;
 }
 
 int loopdev_detach(const char *device) {

@@ -19,6 +19,10 @@
  * the device detaches by itself once that fd and every later user (a mount) are gone. */
 int loopdev_attach(const char *path, bool read_only, bool direct_io, char **ret_device, int *ret_fd);
 
+/* Clears LO_FLAGS_AUTOCLEAR on the device open as FD (from loopdev_attach): it then stays bound
+ * after its last user lets go, until loopdev_detach (what `losetup` does by default). */
+int loopdev_keep(int fd);
+
 /* LOOP_CLR_FD on DEVICE ("/dev/loop3"): detaches it now if nobody else has it open, else as soon
  * as its last user (a mount) lets go. -ENXIO if it is not bound. */
 int loopdev_detach(const char *device);

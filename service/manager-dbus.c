@@ -209,6 +209,57 @@ static int method_list_volumes(sd_bus_message *msg, void *userdata, sd_bus_error
         return sd_bus_send(NULL, reply, NULL);
 }
 
+static int method_attach_volume(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        struct manager *m = userdata;
+        const char *name;
+        struct volume *v = NULL;
+        _cleanup_free_ char *device = NULL;
+        char **stale = NULL;
+        int r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        r = find_volume_or_fail(m, name, &v, error);
+        if (r < 0)
+                return r;
+        r = manager_attach_volume(m, v, &device, &stale, error);
+        if (r < 0)
+                return r;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "s", device);
+        if (r >= 0)
+                r = sd_bus_message_append_strv(reply, stale ? stale : (char *[]){ NULL });
+        strv_free_many(stale);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_detach_volume(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        struct manager *m = userdata;
+        const char *name;
+        struct volume *v = NULL;
+        char **done = NULL;
+        int r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        r = find_volume_or_fail(m, name, &v, error);
+        if (r < 0)
+                return r;
+        r = manager_detach_volume(m, v, &done, error);
+        if (r < 0)
+                return r;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = sd_bus_message_append_strv(reply, done ? done : (char *[]){ NULL });
+        strv_free_many(done);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
 static int method_get_volume(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         struct manager *m = userdata;
         const char *name;
@@ -713,6 +764,10 @@ static const sd_bus_vtable manager_vtable[] = {
                                 method_list_volumes, 0),
         SD_BUS_METHOD_WITH_ARGS("GetVolume", SD_BUS_ARGS("s", name), SD_BUS_RESULT("o", volume),
                                 method_get_volume, 0),
+        SD_BUS_METHOD_WITH_ARGS("AttachVolume", SD_BUS_ARGS("s", name),
+                                SD_BUS_RESULT("s", device, "as", stale_mounts), method_attach_volume, 0),
+        SD_BUS_METHOD_WITH_ARGS("DetachVolume", SD_BUS_ARGS("s", name), SD_BUS_RESULT("as", detached),
+                                method_detach_volume, 0),
         SD_BUS_METHOD_WITH_ARGS("ResolveTarget", SD_BUS_ARGS("s", target), SD_BUS_RESULT("s", volume),
                                 method_resolve_target, 0),
         SD_BUS_METHOD_WITH_ARGS("CreateShadowSet",

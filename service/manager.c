@@ -27,6 +27,7 @@
 
 #include "common/macro.h"
 #include "host/expose.h"
+#include "host/loopdev.h"
 #include "host/mounts.h"
 #include "service/bus-util.h"
 #include "service/catalog.h"
@@ -787,6 +788,112 @@ int manager_unexpose(struct manager *m, const char *mountpoint, sd_bus_error *er
                 return bus_error_setf(error, r, NULL, "Cannot unmount %s: %s.", mountpoint, strerror(-r));
         for (size_t i = 0; i < m->n_shadows; i++)
                 strv_remove(m->shadows[i]->exposed, real);
+        return 0;
+}
+
+/* Loop devices over BACKING, each with the mount points of the filesystem on it. */
+static int loops_with_mounts(const char *backing, char ***ret_devices, char ****ret_mounts) {
+        char **devs = NULL;
+        size_t n = 0;
+        int r = loopdev_list_for_backing(backing, &devs, &n);
+        if (r < 0)
+                return r;
+        char ***mps = calloc(n + 1, sizeof *mps);
+        if (!mps) {
+                strv_free_many(devs);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                struct stat st;
+                if (stat(devs[i], &st) == 0 && S_ISBLK(st.st_mode))
+                        (void) mounts_list_for_device(st.st_rdev, &mps[i], NULL);
+        }
+        *ret_devices = devs;
+        *ret_mounts = mps;
+        return (int) n;
+}
+
+static void free_mounts(char ***mps, size_t n) {
+        for (size_t i = 0; mps && i < n; i++)
+                strv_free_many(mps[i]);
+        free(mps);
+}
+
+int manager_attach_volume(struct manager *m, struct volume *v, char **ret_device, char ***ret_stale,
+                          sd_bus_error *error) {
+        _cleanup_free_ char *dead = NULL;
+        char **devs = NULL, ***mps = NULL, **stale = NULL;
+        int r, n;
+
+        if (!v->exported)
+                return bus_error_setf(error, -ENOENT, LVSS_ERROR_NOT_FOUND,
+                                      "Volume %s has no file to attach.", v->name);
+        /* What an earlier lvssd's file looks like once its FUSE mount is gone. */
+        if (asprintf(&dead, "/volumes/%s", v->name) < 0)
+                return -ENOMEM;
+        n = loops_with_mounts(dead, &devs, &mps);
+        for (int i = 0; i < n; i++) {
+                if (mps[i] && mps[i][0]) {
+                        for (size_t k = 0; mps[i][k]; k++)
+                                (void) strv_push(&stale, mps[i][k]);
+                } else
+                        (void) loopdev_detach(devs[i]);
+        }
+        if (n >= 0) {
+                free_mounts(mps, (size_t) n);
+                strv_free_many(devs);
+        }
+
+        int fd = -1;
+        r = loopdev_attach(v->path, false, true, ret_device, &fd);
+        if (r < 0) {
+                strv_free_many(stale);
+                return bus_error_setf(error, r, NULL, "Cannot attach a loop device to %s: %s.", v->path,
+                                      strerror(-r));
+        }
+        r = loopdev_keep(fd);
+        close(fd);
+        if (r < 0) {
+                strv_free_many(stale);
+                free(*ret_device);
+                *ret_device = NULL;
+                return bus_error_setf(error, r, NULL, "Cannot keep the loop device over %s: %s.", v->path,
+                                      strerror(-r));
+        }
+        *ret_stale = stale;
+        return 0;
+}
+
+int manager_detach_volume(struct manager *m, struct volume *v, char ***ret_detached, sd_bus_error *error) {
+        char **devs = NULL, ***mps = NULL, **done = NULL;
+        int n = loops_with_mounts(v->path, &devs, &mps), r = 0;
+        if (n < 0)
+                return bus_error_setf(error, n, NULL, "Cannot list the loop devices over %s: %s.", v->path,
+                                      strerror(-n));
+        for (int i = 0; i < n; i++)
+                if (mps[i] && mps[i][0]) {
+                        r = bus_error_setf(
+                                error, -EBUSY, LVSS_ERROR_BUSY,
+                                "%s (over volume %s) carries the filesystem mounted at %s: unmount it "
+                                "first.",
+                                devs[i], v->name, mps[i][0]);
+                        break;
+                }
+        for (int i = 0; r == 0 && i < n; i++) {
+                int k = loopdev_detach(devs[i]);
+                if (k < 0 && k != -ENXIO) {
+                        r = bus_error_setf(error, k, NULL, "Cannot detach %s: %s.", devs[i], strerror(-k));
+                        break;
+                }
+                (void) strv_push(&done, devs[i]);
+        }
+        free_mounts(mps, (size_t) n);
+        strv_free_many(devs);
+        if (r < 0) {
+                strv_free_many(done);
+                return r;
+        }
+        *ret_detached = done;
         return 0;
 }
 

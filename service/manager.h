@@ -148,6 +148,14 @@ void manager_gc_sets(struct manager *m);
 int manager_expose(struct manager *m, struct shadow *s, const char *mountpoint, uid_t caller,
                    char **ret_device, char **ret_fstype, sd_bus_error *error);
 int manager_unexpose(struct manager *m, const char *mountpoint, sd_bus_error *error);
+/* Attaches a loop device (direct I/O, kept until detached) over V's current file; first detaches
+ * unmounted loop devices left over V's file by an earlier lvssd (dead: their backing file reads
+ * "/volumes/NAME"), and lists in RET_STALE the mount points still on such dead devices. */
+int manager_attach_volume(struct manager *m, struct volume *v, char **ret_device, char ***ret_stale,
+                          sd_bus_error *error);
+/* Detaches the loop devices over V's file; -EBUSY (changing nothing) if a filesystem on one is
+ * mounted. */
+int manager_detach_volume(struct manager *m, struct volume *v, char ***ret_detached, sd_bus_error *error);
 int manager_revert(struct manager *m, struct shadow *s, bool force, sd_bus_error *error);
 
 /* Mount points of filesystems on loop devices over volume V's file (the filesystems to freeze). */
