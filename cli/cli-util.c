@@ -543,8 +543,11 @@ int cli_call_message(sd_bus *bus, sd_bus_message *m, uint64_t timeout_usec, cons
                      sd_bus_message **ret_reply) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_bus_message_ sd_bus_message *reply = NULL;
-        const char *method = sd_bus_message_get_member(m);
+        char method[256];
         int r;
+
+        /* A copy: the member lives in M's header, which a failed call may have released. */
+        snprintf(method, sizeof method, "%s", sd_bus_message_get_member(m) ?: "the call");
 
         if (progress && isatty(STDERR_FILENO)) {
                 r = call_with_progress(bus, m, timeout_usec, progress, &reply);
@@ -556,7 +559,7 @@ int cli_call_message(sd_bus *bus, sd_bus_message *m, uint64_t timeout_usec, cons
         } else
                 r = sd_bus_call(bus, m, timeout_usec, &error, &reply);
         if (r < 0)
-                return report_call_error(bus, method ? method : "the call", r, &error);
+                return report_call_error(bus, method, r, &error);
         if (ret_reply)
                 *ret_reply = TAKE_PTR(reply);
         return 0;
