@@ -755,52 +755,56 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("RuntimeDirectory", "s", NULL, offsetof(struct manager, runtime_dir),
                         SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("SetInProgress", "b", property_set_in_progress, 0, 0),
-        SD_BUS_METHOD_WITH_ARGS("CreateVolume",
-                                SD_BUS_ARGS("s", name, "t", size, "u", chunk_size, "s", image),
-                                SD_BUS_RESULT("o", volume), method_create_volume, 0),
+        SD_BUS_METHOD_WITH_ARGS(
+                "CreateVolume", SD_BUS_ARGS("s", name, "t", size, "u", chunk_size, "s", image),
+                SD_BUS_RESULT("o", volume), method_create_volume, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("DeleteVolume", SD_BUS_ARGS("s", name, "b", force), SD_BUS_NO_RESULT,
-                                method_delete_volume, 0),
+                                method_delete_volume, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListVolumes", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(sstusuttt)", volumes),
-                                method_list_volumes, 0),
+                                method_list_volumes, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetVolume", SD_BUS_ARGS("s", name), SD_BUS_RESULT("o", volume),
-                                method_get_volume, 0),
+                                method_get_volume, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("AttachVolume", SD_BUS_ARGS("s", name),
-                                SD_BUS_RESULT("s", device, "as", stale_mounts), method_attach_volume, 0),
+                                SD_BUS_RESULT("s", device, "as", stale_mounts), method_attach_volume,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("DetachVolume", SD_BUS_ARGS("s", name), SD_BUS_RESULT("as", detached),
-                                method_detach_volume, 0),
+                                method_detach_volume, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ResolveTarget", SD_BUS_ARGS("s", target), SD_BUS_RESULT("s", volume),
-                                method_resolve_target, 0),
+                                method_resolve_target, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("CreateShadowSet",
                                 SD_BUS_ARGS("as", targets, "s", context, "a{sv}", options),
                                 SD_BUS_RESULT("s", set, "s", context, "t", created, "t", hold_usec,
                                               "a(ssss)", shadows, "a(sss)", writers),
-                                method_create_shadow_set, 0),
+                                method_create_shadow_set, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListShadows", SD_BUS_ARGS("s", volume, "s", set),
-                                SD_BUS_RESULT("a(sssssstbsas)", shadows), method_list_shadows, 0),
+                                SD_BUS_RESULT("a(sssssstbsas)", shadows), method_list_shadows,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListSets", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssttas)", sets),
-                                method_list_sets, 0),
+                                method_list_sets, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("DeleteShadows", SD_BUS_ARGS("as", ids), SD_BUS_RESULT("as", deleted),
-                                method_delete_shadows, 0),
+                                method_delete_shadows, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("DeleteShadowSet", SD_BUS_ARGS("s", set), SD_BUS_RESULT("as", deleted),
-                                method_delete_shadow_set, 0),
+                                method_delete_shadow_set, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("DeleteVolumeShadows", SD_BUS_ARGS("s", target, "b", oldest_only),
-                                SD_BUS_RESULT("as", deleted), method_delete_volume_shadows, 0),
+                                SD_BUS_RESULT("as", deleted), method_delete_volume_shadows,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("DeleteAllShadows", SD_BUS_NO_ARGS, SD_BUS_RESULT("as", deleted),
-                                method_delete_all_shadows, 0),
+                                method_delete_all_shadows, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ExposeShadow", SD_BUS_ARGS("s", id, "s", mountpoint),
-                                SD_BUS_RESULT("s", device, "s", fstype), method_expose_shadow, 0),
+                                SD_BUS_RESULT("s", device, "s", fstype), method_expose_shadow,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("UnexposeShadow", SD_BUS_ARGS("s", mountpoint), SD_BUS_NO_RESULT,
-                                method_unexpose_shadow, 0),
+                                method_unexpose_shadow, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("RevertToShadow", SD_BUS_ARGS("s", id, "b", force), SD_BUS_NO_RESULT,
-                                method_revert_to_shadow, 0),
+                                method_revert_to_shadow, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ResizeStorage", SD_BUS_ARGS("s", target, "t", max), SD_BUS_NO_RESULT,
-                                method_resize_storage, 0),
+                                method_resize_storage, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListStorage", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(stttt)", storage),
-                                method_list_storage, 0),
+                                method_list_storage, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListProviders", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssas)", providers),
-                                method_list_providers, 0),
+                                method_list_providers, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListWriters", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(sssss)", writers),
-                                method_list_writers, 0),
+                                method_list_writers, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END
 };
 
@@ -852,15 +856,16 @@ static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *use
         if (cfd < 0)
                 return 0;
         conn_gc(m);
-        if (m->n_conns >= LVSS_MAX_CONNECTIONS) {
-                fprintf(stderr, "lvssd: too many connections (%u): refusing one\n", m->n_conns);
-                close(cfd);
-                return 0;
-        }
 
         struct ucred uc;
         socklen_t len = sizeof uc;
         if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0) {
+                close(cfd);
+                return 0;
+        }
+        /* Root keeps a reserve above the common limit, so that it can always get in. */
+        if (m->n_conns >= LVSS_MAX_CONNECTIONS + (uc.uid == 0 ? LVSS_ROOT_RESERVE_CONNECTIONS : 0)) {
+                fprintf(stderr, "lvssd: too many connections (%u): refusing one\n", m->n_conns);
                 close(cfd);
                 return 0;
         }
@@ -869,6 +874,17 @@ static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *use
         size_t n_gids = 0;
         if (getsockopt(cfd, SOL_SOCKET, SO_PEERGROUPS, gids, &glen) == 0)
                 n_gids = glen / sizeof(gid_t);
+
+        /* One user may not take every connection: idle ones would lock everybody else out. */
+        unsigned mine = 0;
+        for (struct conn *o = m->conns; o; o = o->next)
+                mine += o->uid == uc.uid;
+        if (uc.uid != 0 && mine >= LVSS_MAX_CONNECTIONS_PER_USER) {
+                fprintf(stderr, "lvssd: uid %u has %u connections open: refusing another\n",
+                        (unsigned) uc.uid, mine);
+                close(cfd);
+                return 0;
+        }
 
         struct conn *c = calloc(1, sizeof *c);
         if (!c) {
@@ -892,6 +908,10 @@ static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *use
                 r = sd_bus_set_server(c->bus, 1, id);
         if (r >= 0)
                 r = sd_bus_set_description(c->bus, "lvssd-peer");
+        /* sd-bus's own check (CAP_SYS_ADMIN for every method) is replaced by authz_filter, which
+         * knows lvss and lvss-admin. */
+        if (r >= 0)
+                r = sd_bus_set_trusted(c->bus, true);
         if (r >= 0)
                 r = sd_bus_negotiate_creds(c->bus, 1,
                                            SD_BUS_CREDS_UID | SD_BUS_CREDS_GID | SD_BUS_CREDS_PID);
@@ -921,8 +941,29 @@ static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *use
         return 0;
 }
 
+/* After every dispatch: lets each connection process what it already holds in its buffer. A
+ * client may send its first call in the same write as the handshake's BEGIN; sd-bus (252) then
+ * keeps those bytes buffered after the handshake and, as the socket has nothing more to read,
+ * would not look at them until the client sends again. */
+static int on_post(sd_event_source *s, void *userdata) {
+        struct manager *m = userdata;
+        sd_bus *buses[LVSS_MAX_CONNECTIONS + LVSS_ROOT_RESERVE_CONNECTIONS];
+        size_t n = 0;
+        for (struct conn *c = m->conns; c && n < ELEMENTSOF(buses); c = c->next)
+                buses[n++] = sd_bus_ref(c->bus);
+        for (size_t i = 0; i < n; i++) {
+                for (int k = 0; k < 64 && sd_bus_process(buses[i], NULL) > 0; k++)
+                        ;
+                sd_bus_unref(buses[i]);
+        }
+        return 0;
+}
+
 int manager_dbus_listen(struct manager *m, int fd) {
-        return sd_event_add_io(m->event, &m->listen_source, fd, EPOLLIN, on_connection, m);
+        int r = sd_event_add_io(m->event, &m->listen_source, fd, EPOLLIN, on_connection, m);
+        if (r >= 0)
+                r = sd_event_add_post(m->event, &m->post_source, on_post, m);
+        return r;
 }
 
 int manager_dbus_system_bus(struct manager *m) {
@@ -943,6 +984,7 @@ void manager_dbus_done(struct manager *m) {
         while (m->conns)
                 conn_free(m->conns);
         m->listen_source = sd_event_source_unref(m->listen_source);
+        m->post_source = sd_event_source_unref(m->post_source);
         m->system_bus = sd_bus_flush_close_unref(m->system_bus);
 }
 

@@ -23,7 +23,9 @@
 #define LVSS_ID_LEN 36 /* 8-4-4-4-12 */
 #define LVSS_MAX_SET_VOLUMES 64u
 #define LVSS_HOLD_WINDOW_MS 10000u
-#define LVSS_MAX_CONNECTIONS 256u
+#define LVSS_MAX_CONNECTIONS 256u /* peer connections at once, uid 0 aside */
+#define LVSS_ROOT_RESERVE_CONNECTIONS 16u /* more that only uid 0 may open */
+#define LVSS_MAX_CONNECTIONS_PER_USER 32u /* for any uid but 0 */
 
 typedef enum lvss_context {
         CTX_BACKUP,
@@ -90,6 +92,7 @@ struct manager {
         sd_event *event;
         int listen_fd;
         sd_event_source *listen_source;
+        sd_event_source *post_source;
         sd_bus *system_bus;
         struct conn *conns;
         unsigned n_conns;

@@ -204,7 +204,7 @@ static const sd_bus_vtable volume_vtable[] = {
         SD_BUS_PROPERTY("DiffUsed", "t", volume_prop, 0, 0),
         SD_BUS_PROPERTY("DiffMax", "t", volume_prop, 0, 0),
         SD_BUS_METHOD_WITH_ARGS("Delete", SD_BUS_ARGS("b", force), SD_BUS_NO_RESULT, volume_method_delete,
-                                0),
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END
 };
 
@@ -282,11 +282,13 @@ static const sd_bus_vtable shadow_vtable[] = {
         SD_BUS_PROPERTY("State", "s", shadow_prop, 0, 0),
         SD_BUS_PROPERTY("Path", "s", shadow_prop, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Exposed", "as", shadow_prop, 0, 0),
-        SD_BUS_METHOD_WITH_ARGS("Delete", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, shadow_method_delete, 0),
+        SD_BUS_METHOD_WITH_ARGS("Delete", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, shadow_method_delete,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Expose", SD_BUS_ARGS("s", mountpoint),
-                                SD_BUS_RESULT("s", device, "s", fstype), shadow_method_expose, 0),
+                                SD_BUS_RESULT("s", device, "s", fstype), shadow_method_expose,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Revert", SD_BUS_ARGS("b", force), SD_BUS_NO_RESULT, shadow_method_revert,
-                                0),
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END
 };
 
@@ -359,7 +361,8 @@ static const sd_bus_vtable set_vtable[] = {
         SD_BUS_PROPERTY("Created", "t", set_prop, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("HoldUsec", "t", set_prop, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Shadows", "ao", set_prop_shadows, 0, 0),
-        SD_BUS_METHOD_WITH_ARGS("Delete", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, set_method_delete, 0),
+        SD_BUS_METHOD_WITH_ARGS("Delete", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, set_method_delete,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END
 };
 
