@@ -189,3 +189,36 @@ def kill_after(proc, seconds):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         return True
+
+
+# ---- lvssd (the service) and lvss (its command): test_lvssd_*.py; helpers in daemon.py ----
+
+
+@pytest.fixture(scope="session")
+def lvssd_bins():
+    """(lvssd, lvss) as installed; the groups lvss and lvss-admin exist afterwards."""
+    import daemon
+
+    require_root()
+    lvssd, cli = daemon.lvssd_path(), daemon.cli_path()
+    if not lvssd or not cli:
+        pytest.exit("lvssd or lvss not found: set LVSS_LVSSD and LVSS_CLI (or LVSS_PREFIX), or put the "
+                    "installed ones on PATH", returncode=2)
+    daemon.ensure_groups()
+    return lvssd, cli
+
+
+@pytest.fixture
+def lvssd_stopped(lvssd_bins):
+    """A Daemon on its own directories, not started; everything undone at teardown."""
+    import daemon
+
+    d = daemon.Daemon(*lvssd_bins, daemon.new_root())
+    yield d
+    d.teardown()
+
+
+@pytest.fixture
+def lvssd(lvssd_stopped):
+    """A running lvssd of this test alone (daemon.Daemon; its .host records loops and mounts)."""
+    return lvssd_stopped.start()
