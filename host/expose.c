@@ -111,7 +111,7 @@ static int expose_check_mountpoint(const char *path) {
 
 /* Makes sure DEVICE no longer carries BACKING: waits a little for autoclear, then LOOP_CLR_FD.
  * Leaves alone a device that was meanwhile reused for another file. */
-static int expose_ensure_detached(const char *device, const char *backing) {
+int expose_ensure_detached(const char *device, const char *backing) {
         for (unsigned waited = 0;; waited += 10) {
                 _cleanup_free_ char *now = NULL;
                 int r = loopdev_backing_file(device, &now);

@@ -31,3 +31,7 @@ int expose_mount(const char *image, const char *mountpoint, char **ret_device, c
  * another namespace), the device detaches when that goes. Returns the loop node that was used
  * (RET_DEVICE may be NULL). */
 int expose_unmount(const char *mountpoint, char **ret_device);
+
+/* After an unmount: makes sure DEVICE no longer carries BACKING (autoclear normally did it; waits
+ * a little, then LOOP_CLR_FD), leaving alone a device meanwhile reused for another file. */
+int expose_ensure_detached(const char *device, const char *backing);

@@ -10,6 +10,9 @@
 #include "host/mounts.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -174,6 +177,57 @@ int mounts_find(const char *path, struct mount_entry **ret) {
         if (!c.found)
                 return -ENOENT;
         *ret = c.found;
+        return 0;
+}
+
+struct mounts_id_ctx {
+        int id;
+        struct mount_entry *found;
+};
+
+static int mounts_id_cb(struct mount_entry **e, void *userdata) {
+        struct mounts_id_ctx *c = userdata;
+        if ((*e)->mount_id == c->id && !c->found)
+                c->found = TAKE_PTR(*e);
+        return 0;
+}
+
+int mounts_find_by_id(int mount_id, struct mount_entry **ret) {
+        if (!ret)
+                return -EINVAL;
+        struct mounts_id_ctx c = { .id = mount_id };
+        int r = mounts_foreach(mounts_id_cb, &c);
+        if (r < 0) {
+                mount_entry_free(c.found);
+                return r;
+        }
+        if (!c.found)
+                return -ENOENT;
+        *ret = c.found;
+        return 0;
+}
+
+int mounts_open_dir_nofollow(const char *path, int *ret_fd) {
+        if (!path || path[0] != '/' || !ret_fd)
+                return -EINVAL;
+        struct open_how how = {
+                .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+                .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        };
+        long fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+        if (fd < 0)
+                return negative_errno();
+        *ret_fd = (int) fd;
+        return 0;
+}
+
+int mounts_fd_mount_id(int fd, int *ret) {
+        struct statx sx;
+        if (statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &sx) < 0)
+                return negative_errno();
+        if (!(sx.stx_mask & STATX_MNT_ID))
+                return -EOPNOTSUPP;
+        *ret = (int) sx.stx_mnt_id;
         return 0;
 }
 

@@ -54,6 +54,18 @@ int mounts_parse_line(const char *line, struct mount_entry **ret);
  * there; -ENOENT if PATH is not a mount point, -errno if PATH cannot be resolved. */
 int mounts_find(const char *path, struct mount_entry **ret);
 
+/* The mount whose mount ID (mountinfo's first field, statx's stx_mnt_id) is MOUNT_ID; -ENOENT if
+ * none. */
+int mounts_find_by_id(int mount_id, struct mount_entry **ret);
+
+/* Opens the directory PATH, which must be absolute and hold no symbolic link in any component
+ * (-ELOOP otherwise), as an O_PATH descriptor: what it names cannot change afterwards, so checks
+ * made on the descriptor hold for whatever is then done through /proc/self/fd/N. */
+int mounts_open_dir_nofollow(const char *path, int *ret_fd);
+
+/* The mount ID of the mount that FD (any descriptor) is on (statx STATX_MNT_ID). */
+int mounts_fd_mount_id(int fd, int *ret);
+
 /* Every mount point mounted from block device DEV (by mountinfo's major:minor, or by its source
  * device node for filesystems such as btrfs that report an anonymous device), each once, in
  * mount table order, as a NULL-terminated vector to free with strv_free(). Returns the count;

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <pwd.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,22 +76,24 @@ static int message_level(struct manager *m, sd_bus_message *msg, struct conn *c,
                         *ret_uid = c->uid;
                 return c->level;
         }
-        /* The system bus: the sender's credentials, as the bus daemon vouches for them (its uid,
-         * gid and groups; completed from /proc where the bus gives less). */
+        /* The system bus: the uid the bus daemon vouches for (never completed from /proc, which
+         * would be racy), and that user's groups in the group database. */
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         uid_t uid;
-        gid_t gid = (gid_t) -1;
-        const gid_t *gids = NULL;
-        if (sd_bus_query_sender_creds(msg,
-                                      SD_BUS_CREDS_UID | SD_BUS_CREDS_GID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS |
-                                              SD_BUS_CREDS_AUGMENT,
-                                      &creds) < 0 ||
-            sd_bus_creds_get_uid(creds, &uid) < 0)
+        if (sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID, &creds) < 0 ||
+            sd_bus_creds_get_euid(creds, &uid) < 0)
                 return LEVEL_NONE;
-        (void) sd_bus_creds_get_gid(creds, &gid);
-        int n = sd_bus_creds_get_supplementary_gids(creds, &gids);
         if (ret_uid)
                 *ret_uid = uid;
+        if (uid == 0)
+                return LEVEL_ADMIN;
+        struct passwd *pw = getpwuid(uid);
+        if (!pw)
+                return LEVEL_NONE;
+        gid_t gid = pw->pw_gid, gids[256];
+        int n = (int) ELEMENTSOF(gids);
+        if (getgrouplist(pw->pw_name, gid, gids, &n) < 0)
+                n = 0;
         return level_for(m, uid, gid, gids, n > 0 ? (size_t) n : 0);
 }
 
@@ -361,6 +364,7 @@ out:
 }
 
 static int append_shadow(sd_bus_message *reply, struct shadow *s) {
+        manager_refresh_exposed(s);
         int r = sd_bus_message_open_container(reply, 'r', "sssssstbsas");
         if (r < 0)
                 return r;
@@ -368,7 +372,10 @@ static int append_shadow(sd_bus_message *reply, struct shadow *s) {
         bool invalid = s->volume->provider->snapshot_get(s->volume->pv, s->snap_id, &ps) >= 0 && ps.invalid;
         r = sd_bus_message_append(reply, "sssssstbs", s->id, s->set_id, s->volume->name,
                                   s->volume->provider->name, context_to_string(s->context),
-                                  invalid ? "invalid" : "created", s->created_usec, s->persistent, s->path);
+                                  s->vanished ? "vanished"
+                                  : invalid   ? "invalid"
+                                              : "created",
+                                  s->created_usec, s->persistent, s->path);
         if (r < 0)
                 return r;
         r = sd_bus_message_append_strv(reply, s->exposed ? s->exposed : (char *[]){ NULL });
@@ -832,7 +839,9 @@ static void conn_free(struct conn *c) {
         if (c->next)
                 c->next->prev = c->prev;
         m->n_conns--;
-        sd_bus_flush_close_unref(c->bus);
+        /* No flush: a peer that stopped reading (or never finished its handshake) must not be able
+         * to hold lvssd up, at shutdown least of all. */
+        sd_bus_close_unref(c->bus);
         free(c);
 }
 

@@ -186,6 +186,11 @@ void manager_free(struct manager *m) {
         for (size_t i = 0; i < m->n_sets; i++)
                 free(m->sets[i]);
         free(m->sets);
+        if (m->loaded) {
+                catalog_release(m->loaded);
+                free(m->loaded);
+        }
+        strv_free_many(m->offline);
         free(m->state_dir);
         free(m->runtime_dir);
         free(m->socket_path);
@@ -334,6 +339,7 @@ void manager_gc_sets(struct manager *m) {
 int manager_delete_shadow(struct manager *m, struct shadow *s, sd_bus_error *error) {
         int r;
 
+        manager_refresh_exposed(s);
         if (s->exposed && s->exposed[0])
                 return bus_error_setf(error, -EBUSY, LVSS_ERROR_BUSY,
                                       "Shadow %s is exposed at %s: run `lvss unexpose %s` first.", s->id,
@@ -367,9 +373,16 @@ void manager_prune_vanished(struct manager *m) {
                 struct shadow *s = m->shadows[i];
                 struct lvss_psnap ps;
                 if (s->volume->provider->snapshot_get(s->volume->pv, s->snap_id, &ps) == -ENOENT) {
-                        if (s->exported)
-                                (void) fuse_export_remove_shadow(m->export, s->id);
-                        changed |= s->persistent;
+                        changed |= s->persistent && !s->vanished;
+                        /* While its file is open (exposed, attached) the export still points at the
+                         * volume: keep the shadow, as vanished, so that the volume cannot be closed
+                         * under it; it goes once its file can be removed. */
+                        if (s->exported && fuse_export_remove_shadow(m->export, s->id) == -EBUSY) {
+                                s->vanished = true;
+                                i++;
+                                continue;
+                        }
+                        s->exported = false;
                         forget_shadow(m, s);
                         continue;
                 }
@@ -405,6 +418,34 @@ int manager_save_catalog(struct manager *m) {
                         continue;
                 r = catalog_add_shadow(&c, s->id, s->set_id, s->volume->name, s->snap_id,
                                        context_to_string(s->context), s->created_usec);
+                if (r < 0)
+                        goto out;
+        }
+        /* Volumes that could not be opened keep what the catalog said of them. */
+        for (size_t i = 0; m->loaded && m->offline && m->offline[i]; i++) {
+                const char *name = m->offline[i];
+                if (manager_find_volume(m, name))
+                        continue;
+                const char *pname = catalog_volume_provider(m->loaded, name);
+                r = catalog_add_volume(&c, name, pname ? pname : "cow");
+                for (size_t k = 0; r >= 0 && k < m->loaded->n_shadows; k++) {
+                        const struct catalog_shadow *cs = &m->loaded->shadows[k];
+                        if (strcmp(cs->volume, name) != 0)
+                                continue;
+                        r = catalog_add_shadow(&c, cs->id, cs->set_id, cs->volume, cs->snap_id, cs->context,
+                                               cs->created_usec);
+                        bool have = false;
+                        for (size_t q = 0; q < c.n_sets && !have; q++)
+                                have = strcmp(c.sets[q].id, cs->set_id) == 0;
+                        for (size_t q = 0; r >= 0 && !have && q < m->loaded->n_sets; q++)
+                                if (strcmp(m->loaded->sets[q].id, cs->set_id) == 0) {
+                                        r = catalog_add_set(&c, m->loaded->sets[q].id,
+                                                            m->loaded->sets[q].context,
+                                                            m->loaded->sets[q].created_usec,
+                                                            m->loaded->sets[q].hold_usec);
+                                        have = true;
+                                }
+                }
                 if (r < 0)
                         goto out;
         }
@@ -484,6 +525,13 @@ int manager_create_volume(struct manager *m, const char *name, uint64_t size, ui
                                       chunk_size);
         if (image && *image) {
                 struct stat st;
+                /* lvssd opens an adopted image again by its path at every start, as root: a file
+                 * another user controls could meanwhile become a link to one they may not read. */
+                if (caller != 0)
+                        return bus_error_setf(
+                                error, -EACCES, LVSS_ERROR_ACCESS_DENIED,
+                                "Only root may adopt an image (lvssd reopens it by path, as root, at "
+                                "every start): ask root to run `lvss volume create --image`.");
                 if (image[0] != '/')
                         return bus_error_setf(
                                 error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
@@ -500,12 +548,6 @@ int manager_create_volume(struct manager *m, const char *name, uint64_t size, ui
                         return bus_error_setf(
                                 error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
                                 "Cannot adopt %s: it is neither a regular file nor a block device.", image);
-                /* A caller other than root adopts only what it owns: lvssd must not become a way to
-                 * read or write files its caller could not. */
-                if (caller != 0 && st.st_uid != caller)
-                        return bus_error_setf(error, -EACCES, LVSS_ERROR_ACCESS_DENIED,
-                                              "Cannot adopt %s: it is not yours; ask root to adopt it.",
-                                              image);
                 if (path_under(real_image, m->state_dir) || path_under(real_image, m->runtime_dir))
                         return bus_error_setf(
                                 error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
@@ -655,31 +697,74 @@ int manager_resolve_target(struct manager *m, const char *target, struct volume 
                 target, device, backing);
 }
 
-int manager_volume_mounts(struct manager *m, struct volume *v, char ***ret) {
+/* True if the loop device (sysfs name NAME) has partitions or is held by device-mapper (LUKS,
+ * LVM): filesystems there are out of reach of lvssd's freeze. */
+static bool loop_has_children(const char *name) {
+        char path[PATH_MAX];
+        bool found = false;
+        snprintf(path, sizeof path, "/sys/block/%s/holders", name);
+        DIR *d = opendir(path);
+        for (struct dirent *de; d && (de = readdir(d));)
+                found |= de->d_name[0] != '.';
+        if (d)
+                closedir(d);
+        snprintf(path, sizeof path, "/sys/block/%s", name);
+        d = opendir(path);
+        size_t n = strlen(name);
+        for (struct dirent *de; d && (de = readdir(d));)
+                found |= strncmp(de->d_name, name, n) == 0 && de->d_name[n] == 'p';
+        if (d)
+                closedir(d);
+        return found;
+}
+
+int manager_volume_mounts(struct manager *m, struct volume *v, char ***ret, dev_t **ret_devs) {
         char **devices = NULL, **out = NULL;
-        size_t n_dev = 0;
+        dev_t *devs = NULL;
+        size_t n_dev = 0, n_out = 0;
         int r = loopdev_list_for_backing(v->path, &devices, &n_dev);
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < n_dev; i++) {
+        devs = calloc(n_dev + 1, sizeof *devs);
+        if (!devs)
+                r = -ENOMEM;
+        for (size_t i = 0; r >= 0 && i < n_dev; i++) {
                 struct stat st;
                 char **mps = NULL;
                 size_t n_mp = 0;
-                if (stat(devices[i], &st) < 0 || !S_ISBLK(st.st_mode))
-                        continue;
-                if (mounts_list_for_device(st.st_rdev, &mps, &n_mp) < 0)
-                        continue;
+                if (stat(devices[i], &st) < 0) {
+                        if (errno == ENOENT)
+                                continue; /* detached meanwhile */
+                        r = negative_errno();
+                        break;
+                }
+                if (loop_has_children(devices[i] + strlen("/dev/"))) {
+                        r = -EXDEV;
+                        break;
+                }
+                r = mounts_list_for_device(st.st_rdev, &mps, &n_mp);
+                if (r < 0)
+                        break;
                 /* One mount point per filesystem is enough to freeze it. */
-                if (n_mp > 0 && strv_push(&out, mps[0]) < 0)
-                        r = -ENOMEM;
+                if (n_mp > 0) {
+                        if (strv_push(&out, mps[0]) < 0)
+                                r = -ENOMEM;
+                        else
+                                devs[n_out++] = st.st_rdev;
+                }
                 strv_free_many(mps);
         }
         strv_free_many(devices);
         if (r < 0) {
                 strv_free_many(out);
+                free(devs);
                 return r;
         }
         *ret = out;
+        if (ret_devs)
+                *ret_devs = devs;
+        else
+                free(devs);
         return 0;
 }
 
@@ -688,6 +773,8 @@ int manager_volume_mounts(struct manager *m, struct volume *v, char ***ret) {
 int manager_expose(struct manager *m, struct shadow *s, const char *mountpoint, uid_t caller,
                    char **ret_device, char **ret_fstype, sd_bus_error *error) {
         _cleanup_free_ char *real = NULL;
+        _cleanup_close_ int dfd = -1;
+        char fdpath[64];
         struct stat st;
         int r;
 
@@ -698,10 +785,23 @@ int manager_expose(struct manager *m, struct shadow *s, const char *mountpoint, 
                         "directory.",
                         mountpoint);
         real = realpath(mountpoint, NULL);
-        if (!real || stat(real, &st) < 0)
+        if (!real)
                 return bus_error_setf(
                         error, -ENOENT, LVSS_ERROR_NOT_FOUND,
                         "Mount point %s does not exist: create an empty directory there first.", mountpoint);
+        /* From here on the directory is held open and everything is checked on, and done through,
+         * that descriptor: swapping a component of the path for a symbolic link meanwhile can no
+         * longer send the mount elsewhere. */
+        r = mounts_open_dir_nofollow(real, &dfd);
+        if (r == -ENOTDIR)
+                return bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                      "Mount point %s is not a directory: give an empty directory.",
+                                      mountpoint);
+        if (r < 0 || fstat(dfd, &st) < 0)
+                return bus_error_setf(error, r < 0 ? r : -EIO, LVSS_ERROR_FAILED,
+                                      "Cannot open mount point %s: %s; give a directory whose path has no "
+                                      "symbolic link that changes meanwhile.",
+                                      mountpoint, strerror(r < 0 ? -r : errno));
         if (!S_ISDIR(st.st_mode))
                 return bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
                                       "Mount point %s is not a directory: give an empty directory.",
@@ -720,7 +820,8 @@ int manager_expose(struct manager *m, struct shadow *s, const char *mountpoint, 
                 return bus_error_setf(error, -ENOENT, LVSS_ERROR_NOT_FOUND,
                                       "Shadow %s has no file to expose.", s->id);
 
-        r = expose_mount(s->path, real, ret_device, ret_fstype);
+        snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", dfd);
+        r = expose_mount(s->path, fdpath, ret_device, ret_fstype);
         switch (r) {
         case 0:
                 break;
@@ -752,24 +853,56 @@ int manager_expose(struct manager *m, struct shadow *s, const char *mountpoint, 
         return r;
 }
 
-int manager_unexpose(struct manager *m, const char *mountpoint, sd_bus_error *error) {
-        _cleanup_free_ char *real = realpath(mountpoint, NULL), *backing = NULL, *device = NULL,
-                            *fstype = NULL;
-        _cleanup_free_ char *shadows_dir = NULL;
-        int r;
+/* Drops from every shadow the record of MOUNTPOINT (unexposed, or unmounted by hand). */
+static void forget_exposure(struct manager *m, const char *mountpoint) {
+        for (size_t i = 0; i < m->n_shadows; i++)
+                strv_remove(m->shadows[i]->exposed, mountpoint);
+}
 
-        if (!real)
+int manager_unexpose(struct manager *m, const char *mountpoint, sd_bus_error *error) {
+        _cleanup_free_ char *real = realpath(mountpoint, NULL), *parent = NULL, *backing = NULL,
+                            *device = NULL;
+        _cleanup_free_ char *shadows_dir = NULL;
+        _cleanup_(mount_entry_freep) struct mount_entry *e = NULL;
+        _cleanup_close_ int pfd = -1;
+        int r, id;
+
+        if (!real || strcmp(real, "/") == 0)
                 return bus_error_setf(error, -ENOENT, LVSS_ERROR_NOT_FOUND, "%s does not exist.",
                                       mountpoint);
-        r = mounts_resolve_loop_backing(real, &backing, &device, &fstype);
-        if (r == -ENOENT || r == -ENOTBLK)
+        /* The parent is held open (no symbolic links on the way) and the mount found and unmounted
+         * through it, so that the mount checked is the mount unmounted. */
+        parent = strdup(real);
+        if (!parent)
+                return -ENOMEM;
+        char *slash = strrchr(parent, '/');
+        const char *base = real + (slash - parent) + 1;
+        *(slash == parent ? slash + 1 : slash) = 0;
+        r = mounts_open_dir_nofollow(parent, &pfd);
+        if (r < 0)
+                return bus_error_setf(error, r, NULL, "Cannot open %s: %s.", parent, strerror(-r));
+        int cfd = openat(pfd, base, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (cfd < 0)
+                return bus_error_setf(error, -ENOENT, LVSS_ERROR_NOT_FOUND, "%s is not a directory.",
+                                      mountpoint);
+        r = mounts_fd_mount_id(cfd, &id);
+        close(cfd); /* it pins the mount */
+        if (r >= 0)
+                r = mounts_find_by_id(id, &e);
+        if (r >= 0 && strcmp(e->mountpoint, real) != 0)
+                r = -ENOENT; /* the directory is not the root of a mount */
+        if (r >= 0)
+                r = loopdev_backing_file_by_devnum(e->dev, &backing);
+        if (r >= 0)
+                r = loopdev_node_by_devnum(e->dev, &device);
+        if (r < 0) {
+                forget_exposure(m, real); /* unmounted by hand, perhaps */
                 return bus_error_setf(
                         error, -ENOENT, LVSS_ERROR_NOT_FOUND,
                         "%s is not an exposed shadow copy: see `lvss list shadows` for where shadows "
                         "are exposed.",
                         mountpoint);
-        if (r < 0)
-                return bus_error_setf(error, r, NULL, "Cannot inspect %s: %s.", mountpoint, strerror(-r));
+        }
         /* Only ever unmount what lvss exposed: a loop device over one of our shadow files. */
         if (asprintf(&shadows_dir, "%s/shadows", m->dev_dir) < 0)
                 return -ENOMEM;
@@ -778,17 +911,36 @@ int manager_unexpose(struct manager *m, const char *mountpoint, sd_bus_error *er
                         error, -ENOENT, LVSS_ERROR_NOT_FOUND,
                         "%s is mounted from %s, not from an lvss shadow copy: unmount it yourself.",
                         mountpoint, backing);
-        r = expose_unmount(real, NULL);
-        if (r == -EBUSY)
-                return bus_error_setf(
-                        error, r, LVSS_ERROR_BUSY,
-                        "%s is in use (open files or a working directory): close them and retry.",
-                        mountpoint);
-        if (r < 0)
+        char target[PATH_MAX + 64];
+        snprintf(target, sizeof target, "/proc/self/fd/%d/%s", pfd, base);
+        if (umount2(target, UMOUNT_NOFOLLOW) < 0) {
+                r = negative_errno();
+                if (r == -EBUSY)
+                        return bus_error_setf(
+                                error, r, LVSS_ERROR_BUSY,
+                                "%s is in use (open files or a working directory): close them and retry.",
+                                mountpoint);
                 return bus_error_setf(error, r, NULL, "Cannot unmount %s: %s.", mountpoint, strerror(-r));
-        for (size_t i = 0; i < m->n_shadows; i++)
-                strv_remove(m->shadows[i]->exposed, real);
+        }
+        (void) expose_ensure_detached(device, backing);
+        forget_exposure(m, real);
         return 0;
+}
+
+/* Drops the exposures of S that are no longer mounts of its file (unmounted by hand). */
+void manager_refresh_exposed(struct shadow *s) {
+        for (size_t i = 0; s->exposed && s->exposed[i];) {
+                _cleanup_free_ char *backing = NULL;
+                if (mounts_resolve_loop_backing(s->exposed[i], &backing, NULL, NULL) < 0 ||
+                    strcmp(backing, s->path) != 0) {
+                        char *gone = s->exposed[i];
+                        memmove(&s->exposed[i], &s->exposed[i + 1],
+                                (strv_len(s->exposed) - i) * sizeof(char *));
+                        free(gone);
+                        continue;
+                }
+                i++;
+        }
 }
 
 /* Loop devices over BACKING, each with the mount points of the filesystem on it. */
@@ -906,7 +1058,7 @@ int manager_revert(struct manager *m, struct shadow *s, bool force, sd_bus_error
                 return bus_error_setf(error, -EOPNOTSUPP, LVSS_ERROR_FAILED,
                                       "Provider %s cannot revert a volume to a shadow copy.",
                                       v->provider->name);
-        r = manager_volume_mounts(m, v, &mps);
+        r = manager_volume_mounts(m, v, &mps, NULL);
         if (r >= 0 && mps && mps[0] && !force) {
                 bus_error_setf(
                         error, -EBUSY, LVSS_ERROR_BUSY,
@@ -977,10 +1129,15 @@ static int open_volumes(struct manager *m, struct catalog *c, sd_bus_error *erro
                 r = p->volume_open(dir, &pv);
                 if (r < 0) {
                         /* One bad volume must not keep the others offline: say so and go on. */
-                        fprintf(stderr, "lvssd: cannot open volume %s: %s%s\n", de->d_name, strerror(-r),
+                        fprintf(stderr,
+                                "lvssd: cannot open volume %s: %s%s; it stays offline, its catalog "
+                                "entries kept\n",
+                                de->d_name, strerror(-r),
                                 r == -EUCLEAN ? " (its metadata is damaged: run `lvss-engine repair` on it)"
                                               : "");
-                        r = 0;
+                        r = strv_push(&m->offline, de->d_name);
+                        if (r < 0)
+                                break;
                         continue;
                 }
                 r = add_volume(m, de->d_name, p, pv, NULL);
@@ -1116,10 +1273,16 @@ int manager_startup(struct manager *m, sd_bus_error *error) {
                                       "persistent shadows it lists.",
                                       m->catalog_path, strerror(-r));
         }
-        r = open_volumes(m, &c, error);
+        /* Kept for the volumes that stay offline: their entries are written back unchanged. */
+        m->loaded = malloc(sizeof *m->loaded);
+        if (!m->loaded) {
+                catalog_release(&c);
+                return -ENOMEM;
+        }
+        *m->loaded = c;
+        r = open_volumes(m, m->loaded, error);
         if (r >= 0)
-                r = reconcile(m, &c);
-        catalog_release(&c);
+                r = reconcile(m, m->loaded);
         if (r < 0)
                 return bus_error_setf(error, r, NULL, "Cannot start: %s.", strerror(-r));
         return 0;

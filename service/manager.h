@@ -63,6 +63,7 @@ struct shadow {
         uint64_t created_usec;
         bool persistent;
         bool exported;
+        bool vanished; /* its snapshot was reclaimed for room, but its file is still open */
         char *path; /* RUNTIME/dev/shadows/ID */
         char **exposed; /* mount points, NULL-terminated (may be NULL) */
 };
@@ -74,6 +75,7 @@ struct sset {
         uint64_t hold_usec;
 };
 
+struct catalog;
 struct conn; /* one peer-to-peer bus connection (manager-dbus.c) */
 struct sset_job; /* a set being created (sset.c) */
 
@@ -108,6 +110,8 @@ struct manager {
         size_t n_sets;
 
         struct sset_job *job; /* the set being created, if any */
+        struct catalog *loaded; /* the catalog as read at start */
+        char **offline; /* volumes that could not be opened: their catalog entries are kept */
         bool stopping;
 };
 
@@ -150,6 +154,8 @@ void manager_gc_sets(struct manager *m);
 
 int manager_expose(struct manager *m, struct shadow *s, const char *mountpoint, uid_t caller,
                    char **ret_device, char **ret_fstype, sd_bus_error *error);
+/* Drops the exposures of S that are no longer mounts of its file (unmounted by hand). */
+void manager_refresh_exposed(struct shadow *s);
 int manager_unexpose(struct manager *m, const char *mountpoint, sd_bus_error *error);
 /* Attaches a loop device (direct I/O, kept until detached) over V's current file; first detaches
  * unmounted loop devices left over V's file by an earlier lvssd (dead: their backing file reads
@@ -161,8 +167,10 @@ int manager_attach_volume(struct manager *m, struct volume *v, char **ret_device
 int manager_detach_volume(struct manager *m, struct volume *v, char ***ret_detached, sd_bus_error *error);
 int manager_revert(struct manager *m, struct shadow *s, bool force, sd_bus_error *error);
 
-/* Mount points of filesystems on loop devices over volume V's file (the filesystems to freeze). */
-int manager_volume_mounts(struct manager *m, struct volume *v, char ***ret);
+/* Mount points of filesystems on loop devices over volume V's file (the filesystems to freeze),
+ * one per filesystem, and in RET_DEVS (may be NULL) the device each is mounted from. -EXDEV if a
+ * loop device over the volume has partitions or a device-mapper holder (out of reach). */
+int manager_volume_mounts(struct manager *m, struct volume *v, char ***ret, dev_t **ret_devs);
 
 /* A new random id in the 8-4-4-4-12 form. */
 void manager_new_id(char ret[static LVSS_ID_LEN + 1]);

@@ -51,6 +51,7 @@ struct sset_job {
         struct sset_target targets[LVSS_MAX_SET_VOLUMES];
         size_t n_targets;
         char **mounts; /* one mount point per filesystem to freeze */
+        dev_t mount_devs[LVSS_MAX_SET_VOLUMES * 4]; /* the device each of MOUNTS is mounted from */
         int fds[LVSS_MAX_SET_VOLUMES * 4];
         size_t n_fds;
 
@@ -474,18 +475,36 @@ int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_cont
 
                 /* Every filesystem on the volume is frozen, whichever way the volume was named. */
                 char **mps = NULL;
-                r = manager_volume_mounts(m, v, &mps);
+                _cleanup_free_ dev_t *devs = NULL;
+                r = manager_volume_mounts(m, v, &mps, &devs);
+                if (r == -EXDEV) {
+                        bus_error_setf(
+                                error, r, LVSS_ERROR_INVALID_ARGUMENT,
+                                "Volume %s carries partitions or a device-mapper device (LUKS, LVM) over "
+                                "its "
+                                "loop device: lvss cannot freeze filesystems there; put the filesystem on "
+                                "the loop device itself.",
+                                v->name);
+                        goto fail;
+                }
                 if (r < 0) {
                         bus_error_setf(error, r, NULL, "Cannot list the filesystems on volume %s: %s.",
                                        v->name, strerror(-r));
                         goto fail;
                 }
-                for (size_t k = 0; mps && mps[k]; k++)
-                        if (!strv_contains(j->mounts, mps[k]) && strv_push(&j->mounts, mps[k]) < 0) {
+                for (size_t k = 0; mps && mps[k]; k++) {
+                        if (strv_contains(j->mounts, mps[k]))
+                                continue;
+                        if (strv_len(j->mounts) == ELEMENTSOF(j->mount_devs) ||
+                            strv_push(&j->mounts, mps[k]) < 0) {
                                 strv_free_many(mps);
-                                r = -ENOMEM;
+                                r = bus_error_setf(error, -E2BIG, LVSS_ERROR_INVALID_ARGUMENT,
+                                                   "The set has more than %zu filesystems to freeze.",
+                                                   ELEMENTSOF(j->mount_devs));
                                 goto fail;
                         }
+                        j->mount_devs[strv_len(j->mounts) - 1] = devs[k];
+                }
                 strv_free_many(mps);
         }
 
@@ -503,15 +522,37 @@ int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_cont
                         goto fail;
                 }
                 j->fds[j->n_fds++] = fd;
-                /* Never freeze yourself: the state directory must stay writable. */
+                /* What is frozen must be the volume's filesystem, not something mounted over it or
+                 * swapped in since it was listed. */
                 struct stat a, b;
-                if ((fstat(fd, &a) == 0 && stat(m->state_dir, &b) == 0 && a.st_dev == b.st_dev) ||
-                    (stat(m->runtime_dir, &b) == 0 && a.st_dev == b.st_dev)) {
+                if (fstat(fd, &a) < 0 || a.st_dev != j->mount_devs[i]) {
+                        r = bus_error_setf(
+                                error, -ESTALE, LVSS_ERROR_FAILED,
+                                "%s is no longer the root of the filesystem on its volume (something "
+                                "is mounted over it, or it changed): unmount what covers it and retry.",
+                                j->mounts[i]);
+                        goto fail;
+                }
+                /* Never freeze yourself: lvssd's directories and the volumes' images must stay
+                 * writable while the set is frozen. */
+                const char *own = NULL;
+                if (stat(m->state_dir, &b) == 0 && a.st_dev == b.st_dev)
+                        own = m->state_dir;
+                else if (stat(m->runtime_dir, &b) == 0 && a.st_dev == b.st_dev)
+                        own = m->runtime_dir;
+                for (size_t k = 0; !own && k < j->n_targets; k++) {
+                        struct lvss_pvol_info info;
+                        if (j->targets[k].provider->volume_info(j->targets[k].pv, &info) >= 0 &&
+                            stat(info.image, &b) == 0 && a.st_dev == b.st_dev)
+                                own = j->targets[k].name;
+                }
+                if (own) {
                         r = bus_error_setf(
                                 error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
-                                "%s holds lvssd's own state directory %s: freezing it would stop lvssd "
-                                "itself; move the state directory to another filesystem.",
-                                j->mounts[i], m->state_dir);
+                                "%s holds %s, which lvssd itself writes to: freezing it would stop "
+                                "lvssd; keep lvssd's state directory and the volumes' images on "
+                                "another filesystem.",
+                                j->mounts[i], own);
                         goto fail;
                 }
         }

@@ -75,13 +75,17 @@ def test_second_set_is_busy_while_one_is_created(lvssd_stopped, slow_hold):
     first = {}
     t = threading.Thread(target=lambda: first.update(res=lvssd.run("--json", "create", "a")))
     t.start()
+    # Wait until lvssd says the first set is in progress, then ask for a second one.
     deadline = time.monotonic() + 10
-    while not lvssd.json("list", "sets") and time.monotonic() < deadline:
-        # SetInProgress is not in the CLI: the second call itself is the probe.
-        res = lvssd.run("create", "b")
-        if res.code != 0:
+    while time.monotonic() < deadline:
+        prop = subprocess.run(["busctl", f"--address=unix:path={lvssd.socket}", "get-property", "org.lvss",
+                               "/org/lvss", "org.lvss.Manager1", "SetInProgress"], capture_output=True, text=True)
+        if prop.stdout.strip() == "b true":
             break
-        pytest.fail(f"a second set was created while the first ran: {res}")
+        time.sleep(0.02)
+    else:
+        pytest.fail("the first set never showed as in progress")
+    res = lvssd.run("create", "b")
     assert res.code == d.EXIT_FAILED, res
     assert "being created" in res.err, res
     t.join()
