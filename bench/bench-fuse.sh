@@ -37,7 +37,6 @@
 set -euo pipefail
 
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-builddir=${LVSS_BENCH_BUILDDIR:-$src/build-bench}
 runtime=10
 size=1G
 disk=/var/tmp
@@ -71,18 +70,9 @@ command -v fio >/dev/null || die "fio is missing: apt-get install fio"
 command -v python3 >/dev/null || die "python3 is missing"
 
 # ---- binaries ----
-engine=${LVSS_ENGINE_BIN:-}
-exporter=${LVSS_FUSE_EXPORT_BIN:-}
-if [ -z "$engine" ] || [ -z "$exporter" ]; then
-        if [ ! -f "$builddir/build.ninja" ]; then
-                say "configuring a release build in $builddir"
-                meson setup "$builddir" "$src" --buildtype=release >&2
-        fi
-        ninja -C "$builddir" tools/lvss-engine export/lvss-fuse-export >&2
-        engine=$builddir/tools/lvss-engine
-        exporter=$builddir/export/lvss-fuse-export
-fi
-[ -x "$exporter" ] || die "$exporter is missing (is libfuse3-dev installed?)"
+# shellcheck source=bench/lib.sh
+. "$src/bench/lib.sh"
+lib_build "$src" || die "cannot build or find the binaries"
 
 # ---- scratch space and cleanup: exactly what this script made ----
 work='' loopdev='' exporter_pid='' fuse_mnt=''
@@ -90,11 +80,7 @@ cleanup() {
         local rc=$?
         set +e
         [ -n "$loopdev" ] && losetup -d "$loopdev"
-        if [ -n "$exporter_pid" ] && kill -0 "$exporter_pid" 2>/dev/null; then
-                kill -TERM "$exporter_pid"
-                for _ in $(seq 50); do kill -0 "$exporter_pid" 2>/dev/null || break; sleep 0.1; done
-                kill -KILL "$exporter_pid" 2>/dev/null
-        fi
+        [ -n "$exporter_pid" ] && lib_stop "$exporter_pid"
         [ -n "$fuse_mnt" ] && mountpoint -q "$fuse_mnt" && umount -l "$fuse_mnt"
         [ -n "$work" ] && rm -rf "$work"
         exit $rc
@@ -108,61 +94,13 @@ chunk=65536
 hz=$(getconf CLK_TCK)
 
 # Sends one command to the exporter's control socket; prints the reply, fails on "error".
-ctl() {
-        python3 - "$work/ctl" "$*" <<'EOF'
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-f = s.makefile("rw")
-f.write(sys.argv[2] + "\n"); f.flush()
-reply = f.readline().strip()
-print(reply)
-sys.exit(0 if reply.startswith("ok") else 1)
-EOF
-}
+ctl() { lib_ctl "$work/ctl" "$@"; }
 
-# cpu_sample FILE: writes the CPU ticks (JSON) of every kernel thread by PID (loop and FUSE
-# workers, kworkers, ksoftirqd, the host filesystem's threads), the machine's irq and softirq
-# time, and the exporter's (all threads). Between two samples, with fio's own CPU, that is the CPU
-# the I/O path costs without the other programs the machine runs (machine-wide totals would count
-# them). Kernel threads that exit between the samples are lost (a slight underestimate).
-cpu_sample() {
-        python3 - "${exporter_pid:-0}" "$1" <<'EOF'
-import glob, json, sys
-kthreads = {}
-for path in glob.glob("/proc/[0-9]*/stat"):
-    try:
-        s = open(path).read()
-    except OSError:
-        continue
-    f = s[s.rindex(")") + 2:].split()
-    if int(f[6]) & 0x00200000:  # PF_KTHREAD
-        kthreads[path.split("/")[2]] = int(f[11]) + int(f[12])
-cpu = open("/proc/stat").readline().split()
-exp = 0
-if sys.argv[1] != "0":
-    try:
-        f = open(f"/proc/{sys.argv[1]}/stat").read()
-        f = f[f.rindex(")") + 2:].split()
-        exp = int(f[11]) + int(f[12])
-    except OSError:
-        pass
-json.dump({"kthreads": kthreads, "irq": int(cpu[6]) + int(cpu[7]), "exporter": exp}, open(sys.argv[2], "w"))
-EOF
-}
+# cpu_sample FILE: the CPU of the kernel threads, irqs and the exporter (see lib_cpu_sample).
+cpu_sample() { lib_cpu_sample "$1" "${exporter_pid:-0}"; }
 
 # The random-order iolog of first4k: one 4 KiB write at the start of every chunk.
-python3 - "$work/first4k.iolog" "$bytes" "$chunk" <<'EOF'
-import random, sys
-path, size, chunk = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-offs = list(range(0, size, chunk))
-random.Random(1).shuffle(offs)
-with open(path, "w") as f:
-    f.write("fio version 2 iolog\n/dev/null add\n/dev/null open\n")
-    for o in offs:
-        f.write(f"/dev/null write {o} 4096\n")
-    f.write("/dev/null close\n")
-EOF
+lib_first4k_iolog "$work/first4k.iolog" "$bytes" "$chunk"
 
 # fio_job CASE DEV: the fio arguments of a case.
 fio_job() {
@@ -182,28 +120,8 @@ fio_job() {
 results=$work/results
 : >"$results"
 
-# Drops this script's files from the host page cache (after sync), so that every case starts
-# from the disk, whatever the previous one left cached: the engine writes its image through the
-# page cache, and the size of the cached folios left by earlier writes changes what a 4 KiB
-# write costs (ext4_block_write_begin walks every block of a large folio).
-evict() {
-        python3 - "$work" <<'EOF'
-import os, sys
-for dirpath, dirs, names in os.walk(sys.argv[1]):
-    dirs[:] = [d for d in dirs if not os.path.ismount(os.path.join(dirpath, d))]  # not the export
-    for n in names:
-        p = os.path.join(dirpath, n)
-        try:
-            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
-            continue
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        except OSError:
-            pass
-        os.close(fd)
-EOF
-}
+# Drops this script's files from the host page cache (after sync; see lib_evict).
+evict() { lib_evict "$work"; }
 
 # run_case TARGET CASE: runs fio once, appends "TARGET CASE iops MiB/s cpu_us/io exporter_us/io
 # fio_usr% fio_sys% ios" to the results (cpu: fio's + the exporter's + the kernel's, see above).
