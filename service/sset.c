@@ -3,7 +3,7 @@
 /*
  * The creation of a shadow copy set (sset.h). The job struct is shared by three threads: the
  * main loop fills it before the worker starts and reads the results after joining it; the
- * worker owns it in between, except `frozen`/`n_frozen`/`watchdog_fired`, which the watchdog
+ * worker owns it in between, except `frozen`/`watchdog_fired`, which the freezing threads and the watchdog
  * reads and writes under `lock`. A guardian process thaws the set's filesystems if lvssd dies
  * while they are frozen. The worker only touches provider handles (thread-safe) and
  * file descriptors, never the manager's lists.
@@ -62,7 +62,8 @@ struct sset_job {
 
         pthread_mutex_t lock;
         pthread_cond_t cond;
-        size_t n_frozen; /* fds[0..n_frozen) are frozen; under lock */
+        bool frozen[LVSS_MAX_SET_VOLUMES * 4]; /* fds[i] is frozen; under lock */
+        int freeze_errno[LVSS_MAX_SET_VOLUMES * 4]; /* what FIFREEZE of fds[i] said */
         bool watchdog_fired, worker_done; /* under lock */
         struct timespec deadline; /* CLOCK_MONOTONIC */
         uint32_t window_ms; /* the freeze-and-hold window (LVSS_HOLD_WINDOW_MS unless configured) */
@@ -109,6 +110,64 @@ static void job_free(struct sset_job *j) {
         free(j);
 }
 
+/* Thaws every frozen filesystem of the set, newest first; J->lock held. */
+static void thaw_all_locked(struct sset_job *j) {
+        for (size_t i = j->n_fds; i > 0; i--)
+                if (j->frozen[i - 1]) {
+                        (void) ioctl(j->fds[i - 1], FITHAW, 0);
+                        j->frozen[i - 1] = false;
+                }
+}
+
+/* Freezes fds[I]; keeps it frozen only if the watchdog has not fired meanwhile. */
+static void freeze_one(struct sset_job *j, size_t i) {
+        if (atomic_load(&j->abort)) {
+                j->freeze_errno[i] = ECANCELED;
+                return;
+        }
+        if (ioctl(j->fds[i], FIFREEZE, 0) < 0) {
+                j->freeze_errno[i] = errno;
+                return;
+        }
+        pthread_mutex_lock(&j->lock);
+        if (j->watchdog_fired)
+                (void) ioctl(j->fds[i], FITHAW, 0);
+        else
+                j->frozen[i] = true;
+        pthread_mutex_unlock(&j->lock);
+}
+
+struct freeze_arg {
+        struct sset_job *job;
+        size_t index;
+};
+
+static void *freeze_main(void *p) {
+        struct freeze_arg *a = p;
+        freeze_one(a->job, a->index);
+        return NULL;
+}
+
+/* Freezes every filesystem of the set at once, one thread each: the window is then the slowest
+ * freeze, not the sum of them, and none is dirtied further while another one freezes. */
+static void freeze_all(struct sset_job *j) {
+        pthread_t threads[LVSS_MAX_SET_VOLUMES * 4];
+        struct freeze_arg args[LVSS_MAX_SET_VOLUMES * 4];
+        bool started[LVSS_MAX_SET_VOLUMES * 4] = {};
+
+        for (size_t i = 1; i < j->n_fds; i++) {
+                args[i] = (struct freeze_arg){ j, i };
+                started[i] = pthread_create(&threads[i], NULL, freeze_main, &args[i]) == 0;
+        }
+        freeze_one(j, 0);
+        for (size_t i = 1; i < j->n_fds; i++) {
+                if (started[i])
+                        pthread_join(threads[i], NULL);
+                else
+                        freeze_one(j, i); /* no thread: in turn, then */
+        }
+}
+
 static void *watchdog_main(void *p) {
         struct sset_job *j = p;
         pthread_mutex_lock(&j->lock);
@@ -116,9 +175,7 @@ static void *watchdog_main(void *p) {
                 if (pthread_cond_timedwait(&j->cond, &j->lock, &j->deadline) == ETIMEDOUT &&
                     !j->worker_done) {
                         j->watchdog_fired = true;
-                        for (size_t i = j->n_frozen; i > 0; i--)
-                                (void) ioctl(j->fds[i - 1], FITHAW, 0);
-                        j->n_frozen = 0;
+                        thaw_all_locked(j);
                         break;
                 }
         pthread_mutex_unlock(&j->lock);
@@ -188,8 +245,15 @@ static void *worker_main(void *p) {
         int r;
 
         /* Flush dirty data while nothing is frozen yet, so that the freeze has little left to do. */
-        for (size_t i = 0; i < j->n_fds; i++)
-                (void) syncfs(j->fds[i]);
+        for (int pass = 0; pass < 3; pass++) {
+                uint64_t t = now_usec(CLOCK_MONOTONIC);
+                for (size_t i = 0; i < j->n_fds; i++)
+                        (void) syncfs(j->fds[i]);
+                /* Writers go on dirtying pages while a long sync runs: sync again, so that the
+                 * freeze finds as little as can be. */
+                if (now_usec(CLOCK_MONOTONIC) - t < 20000)
+                        break;
+        }
 
         t0 = now_usec(CLOCK_MONOTONIC);
         clock_gettime(CLOCK_MONOTONIC, &j->deadline);
@@ -209,30 +273,19 @@ static void *worker_main(void *p) {
                 job_fail(j, -EAGAIN, NULL, "Cannot start the process that thaws if lvssd dies: retry.");
 
         /* 1. Freeze the filesystems: their flush goes through the FUSE workers. */
-        for (size_t i = 0; i < j->n_fds && j->r == 0; i++) {
-                if (atomic_load(&j->abort)) {
-                        job_fail(j, -ECANCELED, LVSS_ERROR_FAILED,
-                                 "lvssd is stopping: the set was abandoned.");
-                        break;
+        if (j->r == 0 && j->n_fds > 0) {
+                freeze_all(j);
+                for (size_t i = 0; i < j->n_fds; i++) {
+                        int e = j->freeze_errno[i];
+                        if (e == ECANCELED)
+                                job_fail(j, -e, LVSS_ERROR_FAILED,
+                                         "lvssd is stopping: the set was abandoned.");
+                        else if (e)
+                                job_fail(j, -e, LVSS_ERROR_FAILED, "Cannot freeze %s: %s.", j->mounts[i],
+                                         e == EBUSY ? "it is frozen already (by fsfreeze?): thaw it with "
+                                                      "`fsfreeze -u` and retry"
+                                                    : strerror(e));
                 }
-                if (ioctl(j->fds[i], FIFREEZE, 0) < 0) {
-                        int e = errno;
-                        job_fail(j, -e, LVSS_ERROR_FAILED, "Cannot freeze %s: %s.", j->mounts[i],
-                                 e == EBUSY ? "it is frozen already (by fsfreeze?): thaw it with `fsfreeze "
-                                              "-u` and "
-                                              "retry"
-                                            : strerror(e));
-                        break;
-                }
-                pthread_mutex_lock(&j->lock);
-                bool late = j->watchdog_fired;
-                if (late)
-                        (void) ioctl(j->fds[i], FITHAW, 0);
-                else
-                        j->n_frozen++;
-                pthread_mutex_unlock(&j->lock);
-                if (late)
-                        break;
         }
         t_frozen = now_usec(CLOCK_MONOTONIC);
 
@@ -299,9 +352,7 @@ done:
         pthread_mutex_lock(&j->lock);
         j->worker_done = true;
         pthread_cond_signal(&j->cond);
-        for (size_t i = j->n_frozen; i > 0; i--)
-                (void) ioctl(j->fds[i - 1], FITHAW, 0);
-        j->n_frozen = 0;
+        thaw_all_locked(j);
         bool fired = j->watchdog_fired;
         pthread_mutex_unlock(&j->lock);
         t_end = now_usec(CLOCK_MONOTONIC);
