@@ -212,66 +212,61 @@ static int method_list_volumes(sd_bus_message *msg, void *userdata, sd_bus_error
         return sd_bus_send(NULL, reply, NULL);
 }
 
-static int method_attach_volume(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        struct manager *m = userdata;
+/* Answers MSG with an optional string S (if not NULL) followed by the string list L, and frees L. */
+static int reply_strv(sd_bus_message *msg, const char *s, char **l) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0 && s)
+                r = sd_bus_message_append(reply, "s", s);
+        if (r >= 0)
+                r = sd_bus_message_append_strv(reply, l ? l : (char *[]){ NULL });
+        strv_free_many(l);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+/* Reads a volume name from MSG and finds that volume. */
+static int read_volume(struct manager *m, sd_bus_message *msg, struct volume **ret, sd_bus_error *error) {
         const char *name;
-        struct volume *v = NULL;
-        _cleanup_free_ char *device = NULL;
-        char **stale = NULL;
         int r = sd_bus_message_read(msg, "s", &name);
         if (r < 0)
                 return r;
-        r = find_volume_or_fail(m, name, &v, error);
+        return find_volume_or_fail(m, name, ret, error);
+}
+
+static int method_attach_volume(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        struct manager *m = userdata;
+        struct volume *v = NULL;
+        _cleanup_free_ char *device = NULL;
+        char **stale = NULL;
+        int r = read_volume(m, msg, &v, error);
         if (r < 0)
                 return r;
         r = manager_attach_volume(m, v, &device, &stale, error);
         if (r < 0)
                 return r;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        r = sd_bus_message_new_method_return(msg, &reply);
-        if (r >= 0)
-                r = sd_bus_message_append(reply, "s", device);
-        if (r >= 0)
-                r = sd_bus_message_append_strv(reply, stale ? stale : (char *[]){ NULL });
-        strv_free_many(stale);
-        if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
+        return reply_strv(msg, device, stale);
 }
 
 static int method_detach_volume(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         struct manager *m = userdata;
-        const char *name;
         struct volume *v = NULL;
         char **done = NULL;
-        int r = sd_bus_message_read(msg, "s", &name);
-        if (r < 0)
-                return r;
-        r = find_volume_or_fail(m, name, &v, error);
+        int r = read_volume(m, msg, &v, error);
         if (r < 0)
                 return r;
         r = manager_detach_volume(m, v, &done, error);
         if (r < 0)
                 return r;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        r = sd_bus_message_new_method_return(msg, &reply);
-        if (r >= 0)
-                r = sd_bus_message_append_strv(reply, done ? done : (char *[]){ NULL });
-        strv_free_many(done);
-        if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
+        return reply_strv(msg, NULL, done);
 }
 
 static int method_get_volume(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         struct manager *m = userdata;
-        const char *name;
         struct volume *v = NULL;
         _cleanup_free_ char *path = NULL;
-        int r = sd_bus_message_read(msg, "s", &name);
-        if (r < 0)
-                return r;
-        r = find_volume_or_fail(m, name, &v, error);
+        int r = read_volume(m, msg, &v, error);
         if (r < 0)
                 return r;
         r = volume_object_path(v, &path);
@@ -464,16 +459,11 @@ static int delete_and_reply(struct manager *m, sd_bus_message *msg, struct shado
         manager_gc_sets(m);
         if (persistent)
                 (void) manager_save_catalog(m);
-        if (r >= 0) {
-                _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-                r = sd_bus_message_new_method_return(msg, &reply);
-                if (r >= 0)
-                        r = sd_bus_message_append_strv(reply, deleted ? deleted : (char *[]){ NULL });
-                if (r >= 0)
-                        r = sd_bus_send(NULL, reply, NULL);
+        if (r < 0) {
+                strv_free_many(deleted);
+                return r;
         }
-        strv_free_many(deleted);
-        return r;
+        return reply_strv(msg, NULL, deleted);
 }
 
 static int method_delete_shadows(sd_bus_message *msg, void *userdata, sd_bus_error *error) {

@@ -86,17 +86,16 @@ static int push_path(char ***l, size_t *n, char *path) {
         return 0;
 }
 
-static int volume_enumerate(sd_bus *bus, const char *prefix, void *userdata, char ***ret,
-                            sd_bus_error *error) {
-        struct manager *m = userdata;
+/* The object paths of the N objects in OBJS, each made by PATH_OF, as a new strv. */
+static int enumerate(void *const *objs, size_t n, int (*path_of)(void *obj, char **ret), char ***ret) {
         char **l = calloc(1, sizeof *l);
-        size_t n = 0;
+        size_t k = 0;
         int r = l ? 0 : -ENOMEM;
-        for (size_t i = 0; r >= 0 && i < m->n_volumes; i++) {
+        for (size_t i = 0; r >= 0 && i < n; i++) {
                 char *p = NULL;
-                r = volume_object_path(m->volumes[i], &p);
+                r = path_of(objs[i], &p);
                 if (r >= 0)
-                        r = push_path(&l, &n, p);
+                        r = push_path(&l, &k, p);
         }
         if (r < 0) {
                 strv_free_many(l);
@@ -104,45 +103,35 @@ static int volume_enumerate(sd_bus *bus, const char *prefix, void *userdata, cha
         }
         *ret = l;
         return 0;
+}
+
+static int volume_path_of(void *obj, char **ret) {
+        return volume_object_path(obj, ret);
+}
+
+static int shadow_path_of(void *obj, char **ret) {
+        return shadow_object_path(obj, ret);
+}
+
+static int set_path_of(void *obj, char **ret) {
+        return set_object_path(obj, ret);
+}
+
+static int volume_enumerate(sd_bus *bus, const char *prefix, void *userdata, char ***ret,
+                            sd_bus_error *error) {
+        struct manager *m = userdata;
+        return enumerate((void *const *) m->volumes, m->n_volumes, volume_path_of, ret);
 }
 
 static int shadow_enumerate(sd_bus *bus, const char *prefix, void *userdata, char ***ret,
                             sd_bus_error *error) {
         struct manager *m = userdata;
-        char **l = calloc(1, sizeof *l);
-        size_t n = 0;
-        int r = l ? 0 : -ENOMEM;
-        for (size_t i = 0; r >= 0 && i < m->n_shadows; i++) {
-                char *p = NULL;
-                r = shadow_object_path(m->shadows[i], &p);
-                if (r >= 0)
-                        r = push_path(&l, &n, p);
-        }
-        if (r < 0) {
-                strv_free_many(l);
-                return r;
-        }
-        *ret = l;
-        return 0;
+        return enumerate((void *const *) m->shadows, m->n_shadows, shadow_path_of, ret);
 }
 
 static int set_enumerate(sd_bus *bus, const char *prefix, void *userdata, char ***ret, sd_bus_error *error) {
         struct manager *m = userdata;
-        char **l = calloc(1, sizeof *l);
-        size_t n = 0;
-        int r = l ? 0 : -ENOMEM;
-        for (size_t i = 0; r >= 0 && i < m->n_sets; i++) {
-                char *p = NULL;
-                r = set_object_path(m->sets[i], &p);
-                if (r >= 0)
-                        r = push_path(&l, &n, p);
-        }
-        if (r < 0) {
-                strv_free_many(l);
-                return r;
-        }
-        *ret = l;
-        return 0;
+        return enumerate((void *const *) m->sets, m->n_sets, set_path_of, ret);
 }
 
 /* ---- Volume1 ---- */
