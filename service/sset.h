@@ -9,7 +9,7 @@
  * is neither a FUSE worker nor the main loop (FIFREEZE waits for the frozen filesystem's flush to
  * come back through lvssd's FUSE workers):
  *
- *     syncfs each filesystem (again while a pass takes long) → FIFREEZE all at once, a thread
+ *     syncfs each filesystem (again while the passes converge) → FIFREEZE all at once, a thread
  *     each → hold each volume's writes → snapshot each → release each → FITHAW each
  *
  * A watchdog thread thaws every filesystem frozen so far if the window passes
