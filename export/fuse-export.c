@@ -119,6 +119,8 @@ struct fuse_export {
         pthread_cond_t released; /* signalled when a file handle is released */
         struct node *nodes; /* (L) */
         fuse_ino_t next_ino; /* (L) */
+        struct dirbuf *dirs; /* listings of open directories (L) */
+        uint64_t next_dir_id; /* (L) */
 
         struct fuse_export_stats stats; /* atomic counters */
 };
@@ -327,10 +329,50 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
                 fuse_reply_attr(req, &st, TIMEOUT_S);
 }
 
+/* The listing of one open directory. The kernel may send RELEASEDIR while a READDIR of the same
+ * handle is still being answered by another worker (its caller was interrupted), so a handle is
+ * an id looked up under the export's lock, and a listing is freed by whoever lets go of it last. */
 struct dirbuf {
         char *p;
         size_t size;
+        uint64_t id;
+        unsigned refs; /* (L) the open handle, and each READDIR being answered */
+        struct dirbuf *next; /* (L) */
 };
+
+static void dirbuf_free(struct dirbuf *b) {
+        if (b) {
+                free(b->p);
+                free(b);
+        }
+}
+
+/* Takes a reference on the listing of handle ID; NULL if it has been released. */
+static struct dirbuf *dirbuf_get(fuse_export *e, uint64_t id) {
+        pthread_mutex_lock(&e->lock);
+        struct dirbuf *b = e->dirs;
+        while (b && b->id != id)
+                b = b->next;
+        if (b)
+                b->refs++;
+        pthread_mutex_unlock(&e->lock);
+        return b;
+}
+
+/* Drops a reference; UNLINK also takes the listing out of the table (RELEASEDIR). */
+static void dirbuf_put(fuse_export *e, struct dirbuf *b, bool unlink) {
+        pthread_mutex_lock(&e->lock);
+        if (unlink)
+                for (struct dirbuf **pp = &e->dirs; *pp; pp = &(*pp)->next)
+                        if (*pp == b) {
+                                *pp = b->next;
+                                break;
+                        }
+        bool last = --b->refs == 0;
+        pthread_mutex_unlock(&e->lock);
+        if (last)
+                dirbuf_free(b);
+}
 
 static int dirbuf_add(fuse_req_t req, struct dirbuf *b, const char *name, fuse_ino_t ino, mode_t mode) {
         struct stat st = { .st_ino = ino, .st_mode = mode };
@@ -371,31 +413,41 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
                 pthread_mutex_unlock(&e->lock);
         }
         if (r < 0) {
-                if (b)
-                        free(b->p);
-                free(b);
+                dirbuf_free(b);
                 fuse_reply_err(req, -r);
                 return;
         }
-        fi->fh = (uintptr_t) b;
-        if (fuse_reply_open(req, fi) == -ENOENT) {
-                free(b->p);
-                free(b);
-        }
+        pthread_mutex_lock(&e->lock);
+        b->id = ++e->next_dir_id;
+        b->refs = 1;
+        b->next = e->dirs;
+        e->dirs = b;
+        pthread_mutex_unlock(&e->lock);
+        fi->fh = b->id;
+        if (fuse_reply_open(req, fi) == -ENOENT) /* the opener is gone: no RELEASEDIR will come */
+                dirbuf_put(e, b, true);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
-        struct dirbuf *b = (struct dirbuf *) (uintptr_t) fi->fh;
-        if (off < 0 || (size_t) off >= b->size)
+        fuse_export *e = req_export(req);
+        struct dirbuf *b = dirbuf_get(e, fi->fh);
+        if (!b)
+                fuse_reply_err(req, EBADF);
+        else if (off < 0 || (size_t) off >= b->size)
                 fuse_reply_buf(req, NULL, 0);
         else
                 fuse_reply_buf(req, b->p + off, MIN(size, b->size - (size_t) off));
+        if (b)
+                dirbuf_put(e, b, false);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-        struct dirbuf *b = (struct dirbuf *) (uintptr_t) fi->fh;
-        free(b->p);
-        free(b);
+        fuse_export *e = req_export(req);
+        struct dirbuf *b = dirbuf_get(e, fi->fh);
+        if (b) {
+                dirbuf_put(e, b, false);
+                dirbuf_put(e, b, true);
+        }
         fuse_reply_err(req, 0);
 }
 
@@ -922,6 +974,11 @@ void fuse_export_free(fuse_export *e) {
                 e->nodes = n->next;
                 free(n->name);
                 free(n);
+        }
+        while (e->dirs) {
+                struct dirbuf *b = e->dirs;
+                e->dirs = b->next;
+                dirbuf_free(b);
         }
         pthread_cond_destroy(&e->released);
         pthread_mutex_destroy(&e->lock);
