@@ -7,6 +7,7 @@
  *
  *     lvssd [--state-dir DIR] [--runtime-dir DIR] [--config FILE] [--foreground]
  *           [--system-bus] [--socket-group GROUP] [--fuse-workers N] [--freeze-timeout MS]
+ *           [--dirty-limit SIZE]
  *
  * Threads: the main loop (sd-event: signals, the socket, every bus connection, the model), the
  * FUSE export's workers, and while a set is being created its worker and watchdog (sset.c).
@@ -44,7 +45,11 @@ static struct {
         bool foreground, system_bus;
         unsigned fuse_workers;
         uint32_t freeze_timeout_ms;
+        uint64_t dirty_limit;
+        bool have_dirty_limit;
 } arg;
+
+#define DEFAULT_DIRTY_LIMIT (64u << 20)
 
 static void usage(FILE *f) {
         fprintf(f,
@@ -57,14 +62,17 @@ static void usage(FILE *f) {
                 "  --runtime-dir DIR    the socket lvssd.sock and the FUSE mount dev/ "
                 "(default " DEFAULT_RUNTIME_DIR ")\n"
                 "  --config FILE        read KEY=VALUE settings (state-dir, runtime-dir, system-bus,\n"
-                "                       socket-group, fuse-workers, freeze-timeout); options given\n"
-                "                       here win\n"
+                "                       socket-group, fuse-workers, freeze-timeout, dirty-limit);\n"
+                "                       options given here win\n"
                 "  --foreground         do not detach (always so under systemd)\n"
                 "  --system-bus         also serve the API on the system bus as org.lvss\n"
                 "  --socket-group NAME  group that may read through the socket (default lvss)\n"
                 "  --fuse-workers N     threads serving the FUSE export (default %u)\n"
                 "  --freeze-timeout MS  longest freeze-and-hold window of a set before it is aborted\n"
                 "                       and everything thawed (default %u, at most 60000)\n"
+                "  --dirty-limit SIZE   dirty page cache allowed on a loop device 'lvss volume attach'\n"
+                "                       makes (K, M, G suffixes; 0: no limit; default 64M), which\n"
+                "                       bounds what a set's freeze must flush\n"
                 "  -h, --help           show this help\n"
                 "      --version        show the version\n"
                 "\n"
@@ -100,6 +108,28 @@ static int parse_freeze_timeout(const char *v) {
                 return -EINVAL;
         }
         arg.freeze_timeout_ms = (uint32_t) n;
+        return 0;
+}
+
+static int parse_dirty_limit(const char *v) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(v, &end, 10);
+        unsigned shift = 0;
+        if (*end == 'K')
+                shift = 10;
+        else if (*end == 'M')
+                shift = 20;
+        else if (*end == 'G')
+                shift = 30;
+        if (shift)
+                end++;
+        if (errno || end == v || *end || v[0] == '-' || n > (UINT64_MAX >> shift)) {
+                fprintf(stderr, "lvssd: --dirty-limit %s: give a size such as 64M, or 0 for no limit\n", v);
+                return -EINVAL;
+        }
+        arg.dirty_limit = (uint64_t) n << shift;
+        arg.have_dirty_limit = true;
         return 0;
 }
 
@@ -142,6 +172,9 @@ static int read_config(const char *path, bool have_state, bool have_runtime, boo
                 } else if (strcmp(k, "system-bus") == 0) {
                         if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
                                 arg.system_bus = true;
+                } else if (strcmp(k, "dirty-limit") == 0) {
+                        if (!arg.have_dirty_limit)
+                                r = parse_dirty_limit(v);
                 } else if (strcmp(k, "freeze-timeout") == 0) {
                         if (!arg.freeze_timeout_ms)
                                 r = parse_freeze_timeout(v);
@@ -167,6 +200,7 @@ static int parse_args(int argc, char **argv) {
                 ARG_GROUP,
                 ARG_WORKERS,
                 ARG_FREEZE_TIMEOUT,
+                ARG_DIRTY_LIMIT,
                 ARG_VERSION
         };
         static const struct option options[] = {
@@ -178,6 +212,7 @@ static int parse_args(int argc, char **argv) {
                 { "socket-group", required_argument, NULL, ARG_GROUP },
                 { "fuse-workers", required_argument, NULL, ARG_WORKERS },
                 { "freeze-timeout", required_argument, NULL, ARG_FREEZE_TIMEOUT },
+                { "dirty-limit", required_argument, NULL, ARG_DIRTY_LIMIT },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -206,6 +241,9 @@ static int parse_args(int argc, char **argv) {
                 case ARG_GROUP:
                         r = set_str(&arg.socket_group, optarg);
                         have_group = true;
+                        break;
+                case ARG_DIRTY_LIMIT:
+                        r = parse_dirty_limit(optarg);
                         break;
                 case ARG_FREEZE_TIMEOUT:
                         r = parse_freeze_timeout(optarg);
@@ -384,6 +422,7 @@ int main(int argc, char **argv) {
         m->socket_group = TAKE_PTR(arg.socket_group);
         m->fuse_workers = arg.fuse_workers;
         m->hold_window_ms = arg.freeze_timeout_ms;
+        m->dirty_limit = arg.have_dirty_limit ? arg.dirty_limit : DEFAULT_DIRTY_LIMIT;
         const char *delay = getenv("LVSS_TEST_HOLD_DELAY_MS");
         if (delay)
                 m->test_hold_delay_ms = (uint32_t) MIN(strtoul(delay, NULL, 10), 120000ul);

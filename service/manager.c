@@ -971,6 +971,39 @@ static void free_mounts(char ***mps, size_t n) {
         free(mps);
 }
 
+/* Writes VALUE to /sys/class/bdi/MAJ:MIN/FILE for block device DEVICE; best effort. */
+static void bdi_write(const char *device, const char *file, const char *value) {
+        struct stat st;
+        char path[128];
+        if (stat(device, &st) < 0 || !S_ISBLK(st.st_mode))
+                return;
+        snprintf(path, sizeof path, "/sys/class/bdi/%u:%u/%s", major(st.st_rdev), minor(st.st_rdev), file);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        (void) !write(fd, value, strlen(value));
+        close(fd);
+}
+
+/* Caps the dirty page cache of the filesystem on loop device DEVICE at MAX bytes (strict: even
+ * while the machine as a whole has little dirty), so that a set's freeze has at most that much
+ * to flush: writers are throttled instead. Best effort (Linux 6.2 and later). */
+static void limit_dirty(const char *device, uint64_t max) {
+        char val[32];
+        if (max == 0)
+                return;
+        snprintf(val, sizeof val, "%" PRIu64, max);
+        bdi_write(device, "max_bytes", val);
+        bdi_write(device, "strict_limit", "1");
+}
+
+/* Gives a loop device lvss is about to detach its default dirty limits back: they outlive the
+ * binding, and the next user of the device is not ours. */
+static void unlimit_dirty(const char *device) {
+        bdi_write(device, "strict_limit", "0");
+        bdi_write(device, "max_ratio", "100");
+}
+
 int manager_attach_volume(struct manager *m, struct volume *v, char **ret_device, char ***ret_stale,
                           sd_bus_error *error) {
         _cleanup_free_ char *dead = NULL;
@@ -988,8 +1021,10 @@ int manager_attach_volume(struct manager *m, struct volume *v, char **ret_device
                 if (mps[i] && mps[i][0]) {
                         for (size_t k = 0; mps[i][k]; k++)
                                 (void) strv_push(&stale, mps[i][k]);
-                } else
+                } else {
+                        unlimit_dirty(devs[i]);
                         (void) loopdev_detach(devs[i]);
+                }
         }
         if (n >= 0) {
                 free_mounts(mps, (size_t) n);
@@ -1005,6 +1040,8 @@ int manager_attach_volume(struct manager *m, struct volume *v, char **ret_device
         }
         r = loopdev_keep(fd);
         close(fd);
+        if (r >= 0)
+                limit_dirty(*ret_device, m->dirty_limit);
         if (r < 0) {
                 strv_free_many(stale);
                 free(*ret_device);
@@ -1032,6 +1069,7 @@ int manager_detach_volume(struct manager *m, struct volume *v, char ***ret_detac
                         break;
                 }
         for (int i = 0; r == 0 && i < n; i++) {
+                unlimit_dirty(devs[i]);
                 int k = loopdev_detach(devs[i]);
                 if (k < 0 && k != -ENXIO) {
                         r = bus_error_setf(error, k, NULL, "Cannot detach %s: %s.", devs[i], strerror(-k));

@@ -89,6 +89,7 @@ struct manager {
         unsigned fuse_workers;
         uint32_t hold_window_ms; /* 0: LVSS_HOLD_WINDOW_MS */
         uint32_t test_hold_delay_ms; /* $LVSS_TEST_HOLD_DELAY_MS: tests make a hold last */
+        uint64_t dirty_limit; /* bytes of dirty cache allowed per attached volume; 0: no cap */
         bool system_bus_wanted;
 
         sd_event *event;

@@ -5,7 +5,10 @@
 # re-attaching one command.
 
 import json
+import os
 import subprocess
+
+import pytest
 
 import daemon as d
 
@@ -14,6 +17,26 @@ def loops_over(path):
     out = subprocess.run(["losetup", "--noheadings", "--output", "NAME,BACK-FILE", "--list"], capture_output=True,
                          text=True).stdout
     return [line.split()[0] for line in out.splitlines() if line.split()[1:] == [str(path)]]
+
+
+def bdi(dev, name):
+    majmin = open(f"/sys/block/{os.path.basename(dev)}/dev").read().strip()
+    return open(f"/sys/class/bdi/{majmin}/{name}").read().strip()
+
+
+def test_attach_limits_dirty_cache_and_detach_gives_it_back(lvssd):
+    lvssd.create_volume("a", "64M")
+    dev = lvssd.ok("volume", "attach", "a").strip()
+    lvssd.host.undo.append(("loop", dev))
+    if not os.path.exists(f"/sys/class/bdi/{open(f'/sys/block/{os.path.basename(dev)}/dev').read().strip()}/"
+                          "max_bytes"):
+        pytest.skip("this kernel has no per-device dirty limit (Linux 6.2+)")
+    assert bdi(dev, "strict_limit") == "1"
+    assert abs(int(bdi(dev, "max_bytes")) - (64 << 20)) < (1 << 20), bdi(dev, "max_bytes")
+    assert lvssd.json("volume", "detach", "a")["detached"] == [dev]
+    lvssd.host.undo.remove(("loop", dev))
+    assert bdi(dev, "strict_limit") == "0"
+    assert bdi(dev, "max_ratio") == "100"
 
 
 def test_attach_detach_and_reattach_after_restart(lvssd):
