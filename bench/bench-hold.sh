@@ -10,8 +10,9 @@
 # `lvss volume attach` (a loop device with direct I/O), ext4 on a, xfs on b, both mounted, a
 # preallocated load file in each. Then for each load:
 #   direct        fio libaio, direct=1, iodepth 16, 4 KiB random writes, one job on each fs
-#   buffered      fio psync, direct=0, 4 KiB random writes, one job on each fs (keeps a few
-#                 hundred MiB dirty: up to the load file's size on each fs)
+#   buffered      fio psync, direct=0, 4 KiB random writes, one job on each fs (with
+#                 --dirty-limit 0, keeps a few hundred MiB dirty: up to the load file's size on
+#                 each fs; lvssd's default dirty limit throttles it)
 #   buffered-seq  fio psync, direct=0, 64 KiB sequential writes, one job on each fs
 # the load runs on both filesystems, 3 s pass, then ROUNDS rounds of, in an order that rotates by
 # round and each after the same pause (--gap) so that as much gets dirtied before each:
@@ -32,7 +33,13 @@
 # Options: --rounds N (7), --gap S (2: the pause before each measurement), --loads "direct
 # buffered buffered-seq" (any of them; the ratios need direct), --load-size SIZE (256M: each
 # load file), --dir DIR (default $LVSS_BENCH_DIR or /var/tmp: where lvssd's state goes; a disk,
-# not tmpfs), --save FILE (the raw samples), --quick.
+# not tmpfs), --save FILE (the raw samples), --lvssd-args "ARGS" (more arguments for lvssd,
+# split on blanks, e.g. "--dirty-limit 0"; recorded in the output with the dirty limits the
+# loop devices got), --quick.
+# Each load's write rate over its phase (warm-up, rounds and pauses, freezes included): fio's
+# (its JSON summary when it is stopped: what the writers got, into the page cache for the
+# buffered loads) and the loop devices' (sectors written, /sys/block/loopN/stat: what reached
+# the volumes, journals and metadata included).
 # Environment: LVSS_BENCH_BUILDDIR (default build-bench at the top of the tree: configured and
 # built as needed; point it at another tree's build to measure that tree's lvssd), or LVSSD_BIN
 # and LVSS_BIN to use installed binaries; LVSS_BENCH_DIR. Needs root, fio, xfsprogs, python3.
@@ -50,6 +57,7 @@ vol_size=1G
 disk=${LVSS_BENCH_DIR:-/var/tmp}
 save=
 quick=0
+lvssd_args=
 
 while [ $# -gt 0 ]; do
         case $1 in
@@ -59,6 +67,7 @@ while [ $# -gt 0 ]; do
         --load-size) load_size=${2:?}; shift ;;
         --dir) disk=${2:?}; shift ;;
         --save) save=${2:?}; shift ;;
+        --lvssd-args) lvssd_args=${2?}; shift ;;
         --quick) quick=1 ;;
         -h|--help) sed -n '4,/^set -e/s/^# \{0,1\}//p' "$0" | sed '$d'; exit 0 ;;
         *) echo "bench-hold.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -166,13 +175,15 @@ L() { "$lvss" --socket "$rt/lvssd.sock" "$@"; }
         echo "kernel: $(uname -r); $(nproc) CPUs; $(free -g | awk '/^Mem:/ {print $2}') GiB RAM; vm.dirty_background_ratio=$(cat /proc/sys/vm/dirty_background_ratio) dirty_ratio=$(cat /proc/sys/vm/dirty_ratio) dirty_expire_centisecs=$(cat /proc/sys/vm/dirty_expire_centisecs)"
         echo "state dir: $work/state ($fstype on $(df --output=source "$disk" | tail -1)); runtime dir: $rt"
         echo "lvssd: $lvssd ($("$lvssd" --version 2>/dev/null | head -1)); $(fio --version)"
+        echo "lvssd args: --state-dir STATE --runtime-dir RT --foreground${lvssd_args:+ $lvssd_args}"
         echo "rounds=$rounds gap=${gap}s loads=\"$loads\" load file=$load_size a fs, volumes $vol_size"
         echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$work/notes"
 sed 's/^/# /' "$work/notes" >&2
 
 # ---- lvssd, the volumes, the filesystems ----
-"$lvssd" --state-dir "$work/state" --runtime-dir "$rt" --foreground >"$work/lvssd.out" 2>"$work/lvssd.err" &
+read -r -a extra <<<"$lvssd_args"
+"$lvssd" --state-dir "$work/state" --runtime-dir "$rt" --foreground "${extra[@]}" >"$work/lvssd.out" 2>"$work/lvssd.err" &
 lvssd_pid=$!
 for _ in $(seq 100); do
         [ -S "$rt/lvssd.sock" ] && L volume list >/dev/null 2>&1 && break
@@ -201,6 +212,13 @@ for v in a b; do
                 --ioengine=libaio --direct=1 --iodepth=4 >/dev/null
         say "volume $v on $dev ($(L volume path "$v")): $( [ "$v" = a ] && echo ext4 || echo xfs) on $m"
 done
+bdi_info() {  # DEV: its bdi's dirty limits
+        local b
+        b=/sys/class/bdi/$(lsblk -ndo MAJ:MIN "$1" | tr -d ' ')
+        echo "max_bytes=$(cat "$b/max_bytes" 2>/dev/null || echo -) strict_limit=$(cat "$b/strict_limit" 2>/dev/null || echo -)"
+}
+echo "loop devices' dirty limits: a ${LOOPDEV[a]} $(bdi_info "${LOOPDEV[a]}"); b ${LOOPDEV[b]} $(bdi_info "${LOOPDEV[b]}")" >>"$work/notes"
+tail -1 "$work/notes" | sed 's/^/# /' >&2
 sync -f "$mnt_a"; sync -f "$mnt_b"; sync -f "$work"
 
 # What the fsfreeze timings cost by themselves: date and a command forked, as each step is timed.
@@ -244,6 +262,28 @@ while True:
     time.sleep(period)
 PYEOF
 files_dirty() { python3 "$work/cachestat.py" "$mnt_a/load" "$mnt_b/load" 0; }
+# loop_sectors: sectors written to the two loop devices so far.
+loop_sectors() {
+        local n=0 v
+        for v in a b; do n=$(( n + $(awk '{print $7}' "/sys/block/${LOOPDEV[$v]#/dev/}/stat") )); done
+        echo "$n"
+}
+# fio_rates JSON_A JSON_B: "A B", each fio job's write rate in MiB/s (its JSON summary, written
+# when it is stopped, after a line of its own).
+fio_rates() {
+        python3 - "$@" <<'PYEOF'
+import json, sys
+out = []
+for p in sys.argv[1:]:
+    try:
+        t = open(p).read()
+        w = json.loads(t[t.index("{"):])["jobs"][0]["write"]
+        out.append(f"{w['bw_bytes'] / 2**20:.1f}")
+    except (OSError, ValueError, KeyError, IndexError):
+        out.append("-")
+print(" ".join(out))
+PYEOF
+}
 
 # measure_lvss LOAD ROUND
 measure_lvss() {
@@ -336,9 +376,13 @@ for load in $loads; do
         buffered-seq) job=(--rw=write --bs=64k --ioengine=psync --direct=0) ;;
         esac
         pids=()
-        for m in "$mnt_a" "$mnt_b"; do
+        sect0=$(loop_sectors)
+        p0=$(date +%s%N)
+        for v in a b; do
+                m=$work/$v
                 fio --name="load" --filename="$m/load" --size="$load_size" "${job[@]}" \
-                        --time_based --runtime=3600 --output=/dev/null >/dev/null 2>&1 &
+                        --time_based --runtime=3600 --output-format=json --output="$work/fio-$load-$v.json" \
+                        >/dev/null 2>&1 &
                 LOADS[$!]=1
                 pids+=($!)
         done
@@ -357,6 +401,13 @@ for load in $loads; do
                 wait "$p" 2>/dev/null || true
                 unset "LOADS[$p]"
         done
+        p1=$(date +%s%N)
+        sect1=$(loop_sectors)
+        rate=$(fio_rates "$work/fio-$load-a.json" "$work/fio-$load-b.json")
+        dev_rate=$(awk -v s0="$sect0" -v s1="$sect1" -v t="$(( p1 - p0 ))" \
+                'BEGIN {printf "%.1f", (s1 - s0) * 512 / 1048576 / (t / 1e9)}')
+        echo "$load 0 rate $rate $dev_rate $(ms "$p0" "$p1")" >>"$samples"
+        say "$load: fio wrote ext4 / xfs $rate MiB/s over the phase; the loop devices took $dev_rate MiB/s"
         sync -f "$mnt_a"; sync -f "$mnt_b"
 done
 
@@ -435,6 +486,22 @@ print("|---|---|---|---|---|")
 for load in loads:
     print(f"| {load} | {fmt(col2(load, 'lvss', 8), 0)} | {fmt(col2(load, 'lvss', 10), 0)} | "
           f"{fmt(col(load, 'one', 7), 0)} | {fmt(col2(load, 'seq', 9), 0)} |")
+rates = {r[0]: r for r in rows if r[2] == "rate"}
+if rates:
+    print()
+    print("Write rates over each load's phase (its warm-up, rounds and pauses, the freezes included), MiB/s:")
+    print("fio's (what the writers got: into the page cache for the buffered loads) on ext4, xfs and both;")
+    print("the loop devices' (sectors written to both: what reached the volumes, journals included).")
+    print()
+    print("| load | fio ext4 | fio xfs | fio both | loop devices | phase, s |")
+    print("|---|---|---|---|---|---|")
+    for load in loads:
+        r = rates.get(load)
+        if not r:
+            continue
+        a, b = num(r[3]), num(r[4])
+        both = f"{a + b:.1f}" if a is not None and b is not None else "-"
+        print(f"| {load} | {r[3]} | {r[4]} | {both} | {r[5]} | {float(r[6]) / 1000:.0f} |")
 if spawn:
     print(f"\n(each fsfreeze step timed here includes forking date and the command: {spawn[0]:.1f} ms for the same around /bin/true)")
 print()

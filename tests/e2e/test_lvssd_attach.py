@@ -24,7 +24,8 @@ def bdi(dev, name):
     return open(f"/sys/class/bdi/{majmin}/{name}").read().strip()
 
 
-def test_attach_limits_dirty_cache_and_detach_gives_it_back(lvssd):
+def test_attach_limits_dirty_cache_and_detach_gives_it_back(lvssd_stopped):
+    lvssd = lvssd_stopped.start(extra=["--dirty-limit", "64M"])
     lvssd.create_volume("a", "64M")
     dev = lvssd.ok("volume", "attach", "a").strip()
     lvssd.host.undo.append(("loop", dev))
@@ -37,6 +38,15 @@ def test_attach_limits_dirty_cache_and_detach_gives_it_back(lvssd):
     lvssd.host.undo.remove(("loop", dev))
     assert bdi(dev, "strict_limit") == "0"
     assert bdi(dev, "max_ratio") == "100"
+
+
+def test_no_dirty_limit_by_default(lvssd):
+    lvssd.create_volume("a", "64M")
+    dev = lvssd.ok("volume", "attach", "a").strip()
+    lvssd.host.undo.append(("loop", dev))
+    majmin = open(f"/sys/block/{os.path.basename(dev)}/dev").read().strip()
+    if os.path.exists(f"/sys/class/bdi/{majmin}/strict_limit"):
+        assert bdi(dev, "strict_limit") == "0"
 
 
 def test_attach_detach_and_reattach_after_restart(lvssd):
