@@ -246,6 +246,34 @@ static int volume_delete(int argc, char **argv) {
         return CLI_EXIT_OK;
 }
 
+/* Parses a verb whose only argument is a volume name and calls METHOD with it: true with the
+ * reply, or false with the exit code in *RET (0 after --help). */
+static bool volume_name_call(int argc, char **argv, const char *method, sd_bus **ret_bus,
+                             sd_bus_message **ret_reply, int *ret) {
+        _cleanup_bus_ sd_bus *bus = NULL;
+        int r;
+
+        if (!cli_parse_plain_verb(argc, argv, ret))
+                return false;
+        if ((r = cli_check_volume_name(argv[optind])) == 0 && (r = cli_connect(&bus)) == 0)
+                r = cli_call(bus, method, ret_reply, "s", argv[optind]);
+        if (r != 0) {
+                *ret = r;
+                return false;
+        }
+        *ret_bus = TAKE_PTR(bus);
+        return true;
+}
+
+/* Writes "KEY": [L...] into the object being written. */
+static void json_strv(cli_json *j, const char *key, char **l) {
+        cli_json_key(j, key);
+        cli_json_begin_array(j);
+        for (size_t i = 0; l && l[i]; i++)
+                cli_json_string(j, l[i]);
+        cli_json_end_array(j);
+}
+
 static int volume_path(int argc, char **argv) {
         _cleanup_bus_ sd_bus *bus = NULL;
         _cleanup_bus_message_ sd_bus_message *reply = NULL;
@@ -253,14 +281,7 @@ static int volume_path(int argc, char **argv) {
         const char *object;
         int r;
 
-        if (!cli_parse_plain_verb(argc, argv, &r))
-                return r;
-        if ((r = cli_check_volume_name(argv[optind])) != 0)
-                return r;
-        r = cli_connect(&bus);
-        if (r == 0)
-                r = cli_call(bus, "GetVolume", &reply, "s", argv[optind]);
-        if (r != 0)
+        if (!volume_name_call(argc, argv, "GetVolume", &bus, &reply, &r))
                 return r;
         r = sd_bus_message_read(reply, "o", &object);
         if (r < 0)
@@ -305,14 +326,7 @@ static int volume_attach(int argc, char **argv) {
         char **stale = NULL;
         int r;
 
-        if (!cli_parse_plain_verb(argc, argv, &r))
-                return r;
-        if ((r = cli_check_volume_name(argv[optind])) != 0)
-                return r;
-        r = cli_connect(&bus);
-        if (r == 0)
-                r = cli_call(bus, "AttachVolume", &reply, "s", argv[optind]);
-        if (r != 0)
+        if (!volume_name_call(argc, argv, "AttachVolume", &bus, &reply, &r))
                 return r;
         if ((r = sd_bus_message_read(reply, "s", &device)) < 0 || (r = read_strings(reply, &stale)) < 0)
                 return cli_bus_parse_error(r);
@@ -328,11 +342,7 @@ static int volume_attach(int argc, char **argv) {
                 cli_json_begin_object(&j);
                 cli_json_key(&j, "device");
                 cli_json_string(&j, device);
-                cli_json_key(&j, "stale_mounts");
-                cli_json_begin_array(&j);
-                for (size_t i = 0; stale && stale[i]; i++)
-                        cli_json_string(&j, stale[i]);
-                cli_json_end_array(&j);
+                json_strv(&j, "stale_mounts", stale);
                 cli_json_end_object(&j);
                 cli_json_finish(&j);
         } else
@@ -347,14 +357,7 @@ static int volume_detach(int argc, char **argv) {
         char **done = NULL;
         int r;
 
-        if (!cli_parse_plain_verb(argc, argv, &r))
-                return r;
-        if ((r = cli_check_volume_name(argv[optind])) != 0)
-                return r;
-        r = cli_connect(&bus);
-        if (r == 0)
-                r = cli_call(bus, "DetachVolume", &reply, "s", argv[optind]);
-        if (r != 0)
+        if (!volume_name_call(argc, argv, "DetachVolume", &bus, &reply, &r))
                 return r;
         if ((r = read_strings(reply, &done)) < 0)
                 return cli_bus_parse_error(r);
@@ -363,11 +366,7 @@ static int volume_detach(int argc, char **argv) {
 
                 cli_json_init(&j, stdout);
                 cli_json_begin_object(&j);
-                cli_json_key(&j, "detached");
-                cli_json_begin_array(&j);
-                for (size_t i = 0; done && done[i]; i++)
-                        cli_json_string(&j, done[i]);
-                cli_json_end_array(&j);
+                json_strv(&j, "detached", done);
                 cli_json_end_object(&j);
                 cli_json_finish(&j);
         } else
