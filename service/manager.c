@@ -718,9 +718,9 @@ static bool loop_has_children(const char *name) {
         return found;
 }
 
-int manager_volume_mounts(struct manager *m, struct volume *v, char ***ret, dev_t **ret_devs) {
+int manager_volume_mounts(struct manager *m, struct volume *v, char ***ret, int **ret_mount_ids) {
         char **devices = NULL, **out = NULL;
-        dev_t *devs = NULL;
+        int *devs = NULL;
         size_t n_dev = 0, n_out = 0;
         int r = loopdev_list_for_backing(v->path, &devices, &n_dev);
         if (r < 0)
@@ -745,12 +745,16 @@ int manager_volume_mounts(struct manager *m, struct volume *v, char ***ret, dev_
                 r = mounts_list_for_device(st.st_rdev, &mps, &n_mp);
                 if (r < 0)
                         break;
-                /* One mount point per filesystem is enough to freeze it. */
+                /* One mount point per filesystem is enough to freeze it; its mount ID is what
+                 * a descriptor opened on it later must be on (device numbers will not do: btrfs
+                 * reports other ones than the loop device's). */
                 if (n_mp > 0) {
-                        if (strv_push(&out, mps[0]) < 0)
+                        _cleanup_(mount_entry_freep) struct mount_entry *e = NULL;
+                        r = mounts_find(mps[0], &e);
+                        if (r >= 0 && strv_push(&out, mps[0]) < 0)
                                 r = -ENOMEM;
-                        else
-                                devs[n_out++] = st.st_rdev;
+                        if (r >= 0)
+                                devs[n_out++] = e->mount_id;
                 }
                 strv_free_many(mps);
         }
@@ -761,8 +765,8 @@ int manager_volume_mounts(struct manager *m, struct volume *v, char ***ret, dev_
                 return r;
         }
         *ret = out;
-        if (ret_devs)
-                *ret_devs = devs;
+        if (ret_mount_ids)
+                *ret_mount_ids = devs;
         else
                 free(devs);
         return 0;
@@ -999,7 +1003,9 @@ static void limit_dirty(const char *device, uint64_t max) {
 
 /* Gives a loop device lvss is about to detach its default dirty limits back: they outlive the
  * binding, and the next user of the device is not ours. */
-static void unlimit_dirty(const char *device) {
+static void unlimit_dirty(struct manager *m, const char *device) {
+        if (m->dirty_limit == 0)
+                return; /* never set by lvssd: leave the device's settings as they are */
         bdi_write(device, "strict_limit", "0");
         bdi_write(device, "max_ratio", "100");
 }
@@ -1022,7 +1028,7 @@ int manager_attach_volume(struct manager *m, struct volume *v, char **ret_device
                         for (size_t k = 0; mps[i][k]; k++)
                                 (void) strv_push(&stale, mps[i][k]);
                 } else {
-                        unlimit_dirty(devs[i]);
+                        unlimit_dirty(m, devs[i]);
                         (void) loopdev_detach(devs[i]);
                 }
         }
@@ -1069,7 +1075,7 @@ int manager_detach_volume(struct manager *m, struct volume *v, char ***ret_detac
                         break;
                 }
         for (int i = 0; r == 0 && i < n; i++) {
-                unlimit_dirty(devs[i]);
+                unlimit_dirty(m, devs[i]);
                 int k = loopdev_detach(devs[i]);
                 if (k < 0 && k != -ENXIO) {
                         r = bus_error_setf(error, k, NULL, "Cannot detach %s: %s.", devs[i], strerror(-k));
@@ -1154,8 +1160,13 @@ static int open_volumes(struct manager *m, struct catalog *c, sd_bus_error *erro
                 const struct lvss_provider *p = lvss_provider_find(pname ? pname : "cow");
                 if (!p) {
                         fprintf(stderr,
-                                "lvssd: volume %s needs provider %s, which this lvssd lacks: skipped\n",
+                                "lvssd: volume %s needs provider %s, which this lvssd lacks: it stays "
+                                "offline, "
+                                "its catalog entries kept\n",
                                 de->d_name, pname);
+                        r = strv_push(&m->offline, de->d_name);
+                        if (r < 0)
+                                break;
                         continue;
                 }
                 _cleanup_free_ char *dir = NULL;

@@ -169,9 +169,9 @@ int manager_detach_volume(struct manager *m, struct volume *v, char ***ret_detac
 int manager_revert(struct manager *m, struct shadow *s, bool force, sd_bus_error *error);
 
 /* Mount points of filesystems on loop devices over volume V's file (the filesystems to freeze),
- * one per filesystem, and in RET_DEVS (may be NULL) the device each is mounted from. -EXDEV if a
- * loop device over the volume has partitions or a device-mapper holder (out of reach). */
-int manager_volume_mounts(struct manager *m, struct volume *v, char ***ret, dev_t **ret_devs);
+ * one per filesystem, and in RET_MOUNT_IDS (may be NULL) the mount ID of each. -EXDEV if a loop
+ * device over the volume has partitions or a device-mapper holder (out of reach). */
+int manager_volume_mounts(struct manager *m, struct volume *v, char ***ret, int **ret_mount_ids);
 
 /* A new random id in the 8-4-4-4-12 form. */
 void manager_new_id(char ret[static LVSS_ID_LEN + 1]);

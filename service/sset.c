@@ -51,7 +51,7 @@ struct sset_job {
         struct sset_target targets[LVSS_MAX_SET_VOLUMES];
         size_t n_targets;
         char **mounts; /* one mount point per filesystem to freeze */
-        dev_t mount_devs[LVSS_MAX_SET_VOLUMES * 4]; /* the device each of MOUNTS is mounted from */
+        int mount_ids[LVSS_MAX_SET_VOLUMES * 4]; /* the mount ID of each of MOUNTS */
         int fds[LVSS_MAX_SET_VOLUMES * 4];
         size_t n_fds;
 
@@ -166,6 +166,14 @@ static void freeze_all(struct sset_job *j) {
                 else
                         freeze_one(j, i); /* no thread: in turn, then */
         }
+}
+
+/* True once the watchdog has thawed everything: the set is lost. */
+static bool watchdog_fired(struct sset_job *j) {
+        pthread_mutex_lock(&j->lock);
+        bool fired = j->watchdog_fired;
+        pthread_mutex_unlock(&j->lock);
+        return fired;
 }
 
 static void *watchdog_main(void *p) {
@@ -295,7 +303,7 @@ static void *worker_main(void *p) {
         t_frozen = now_usec(CLOCK_MONOTONIC);
 
         /* 2. Hold every volume's writes for what is left of the window. */
-        for (size_t i = 0; i < j->n_targets && j->r == 0 && !j->watchdog_fired; i++) {
+        for (size_t i = 0; i < j->n_targets && j->r == 0 && !watchdog_fired(j); i++) {
                 struct sset_target *t = &j->targets[i];
                 uint64_t spent = (now_usec(CLOCK_MONOTONIC) - t0) / 1000u;
                 uint32_t left = spent >= j->window_ms ? 1u : j->window_ms - (uint32_t) spent;
@@ -310,7 +318,7 @@ static void *worker_main(void *p) {
 
         /* 3. The point in time. */
         j->created_usec = now_usec(CLOCK_REALTIME);
-        for (size_t i = 0; i < j->n_targets && j->r == 0 && !j->watchdog_fired; i++) {
+        for (size_t i = 0; i < j->n_targets && j->r == 0 && !watchdog_fired(j); i++) {
                 struct sset_target *t = &j->targets[i];
                 r = t->provider->snapshot_create(t->pv, j->persistent, t->shadow_id, &t->snap_id);
                 if (r < 0) {
@@ -344,12 +352,14 @@ static void *worker_main(void *p) {
                 if (!t->held)
                         continue;
                 r = t->provider->release(t->pv);
-                if (r < 0)
-                        job_fail(j, -ETIMEDOUT, LVSS_ERROR_TIMEOUT,
+                if (r == -ETIMEDOUT)
+                        job_fail(j, r, LVSS_ERROR_TIMEOUT,
                                  "The hold of volume %s lapsed after %u ms: the set would not be one point "
-                                 "in time "
-                                 "and was discarded; retry when the volumes are less busy.",
+                                 "in time and was discarded; retry when the volumes are less busy.",
                                  t->name, j->window_ms);
+                else if (r < 0)
+                        job_fail(j, r, NULL, "Cannot release the writes of volume %s: %s.", t->name,
+                                 strerror(-r));
         }
 
 done:
@@ -531,7 +541,7 @@ int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_cont
 
                 /* Every filesystem on the volume is frozen, whichever way the volume was named. */
                 char **mps = NULL;
-                _cleanup_free_ dev_t *devs = NULL;
+                _cleanup_free_ int *devs = NULL;
                 r = manager_volume_mounts(m, v, &mps, &devs);
                 if (r == -EXDEV) {
                         bus_error_setf(
@@ -551,15 +561,19 @@ int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_cont
                 for (size_t k = 0; mps && mps[k]; k++) {
                         if (strv_contains(j->mounts, mps[k]))
                                 continue;
-                        if (strv_len(j->mounts) == ELEMENTSOF(j->mount_devs) ||
-                            strv_push(&j->mounts, mps[k]) < 0) {
+                        if (strv_len(j->mounts) == ELEMENTSOF(j->mount_ids)) {
                                 strv_free_many(mps);
                                 r = bus_error_setf(error, -E2BIG, LVSS_ERROR_INVALID_ARGUMENT,
                                                    "The set has more than %zu filesystems to freeze.",
-                                                   ELEMENTSOF(j->mount_devs));
+                                                   ELEMENTSOF(j->mount_ids));
                                 goto fail;
                         }
-                        j->mount_devs[strv_len(j->mounts) - 1] = devs[k];
+                        if (strv_push(&j->mounts, mps[k]) < 0) {
+                                strv_free_many(mps);
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                        j->mount_ids[strv_len(j->mounts) - 1] = devs[k];
                 }
                 strv_free_many(mps);
         }
@@ -581,7 +595,8 @@ int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_cont
                 /* What is frozen must be the volume's filesystem, not something mounted over it or
                  * swapped in since it was listed. */
                 struct stat a, b;
-                if (fstat(fd, &a) < 0 || a.st_dev != j->mount_devs[i]) {
+                int mnt_id = -1;
+                if (fstat(fd, &a) < 0 || mounts_fd_mount_id(fd, &mnt_id) < 0 || mnt_id != j->mount_ids[i]) {
                         r = bus_error_setf(
                                 error, -ESTALE, LVSS_ERROR_FAILED,
                                 "%s is no longer the root of the filesystem on its volume (something "

@@ -6,7 +6,10 @@
 # start keeps its persistent shadows for the next; an exposure undone by hand
 # does not block the shadow's deletion.
 
+import shutil
 import subprocess
+
+import pytest
 
 import daemon as d
 
@@ -65,3 +68,42 @@ def test_exposure_undone_by_hand_does_not_block_delete(lvssd):
     assert lvssd.shadows()[0]["exposed"] == []
     lvssd.fails(d.EXIT_NOT_FOUND, "unexpose", exp)
     assert lvssd.json("delete", sid)["deleted"] == [sid]
+
+
+def test_volume_of_an_unknown_provider_keeps_its_catalog_entries(lvssd):
+    lvssd.create_volume("a", "16M")
+    lvssd.create_volume("b", "16M")
+    kept = {s["id"] for s in lvssd.create_set("a", "b", context="client-accessible")["shadows"]}
+    lvssd.stop()
+    catalog = lvssd.state / "catalog"
+    text = catalog.read_text()
+    assert "volume a cow\n" in text, text
+    catalog.write_text(text.replace("volume a cow\n", "volume a nosuch\n"))
+    lvssd.start()
+    assert set(lvssd.volumes()) == {"b"}
+    assert "needs provider nosuch" in lvssd.log()
+    lvssd.stop()
+    after = catalog.read_text()
+    assert "volume a nosuch\n" in after and after.count("shadow ") == 2, after
+    catalog.write_text(after.replace("volume a nosuch\n", "volume a cow\n"))
+    lvssd.start()
+    assert {s["id"] for s in lvssd.shadows()} == kept, lvssd.log()
+
+
+def test_set_of_a_btrfs_volume(lvssd):
+    if not shutil.which("mkfs.btrfs"):
+        pytest.skip("mkfs.btrfs is not installed (btrfs-progs)")
+    lvssd.create_volume("v", "256M")
+    dev = lvssd.host.attach(lvssd.volume_path("v"))
+    subprocess.run(["mkfs.btrfs", "-q", "-f", dev], check=True, capture_output=True)
+    mnt = lvssd.host.mount(dev, lvssd.root / "mnt")
+    d.write_durable(mnt / "f", b"btrfs data\n")
+    out = lvssd.create_set(mnt)  # btrfs reports an anonymous device number: still the volume's
+    sid = out["shadows"][0]["id"]
+    assert out["shadows"][0]["volume"] == "v" and 0 < out["hold_ms"] < 10000
+    # Its copy cannot be mounted beside the original (same fsid): a clear refusal, nothing left.
+    exp = lvssd.root / "exp"
+    exp.mkdir()
+    err = lvssd.fails(d.EXIT_FAILED, "expose", sid, exp)
+    assert "btrfs" in err, err
+    assert not d.is_mounted(exp)
