@@ -220,7 +220,7 @@ static int reply_strv(sd_bus_message *msg, const char *s, char **l) {
                 r = sd_bus_message_append(reply, "s", s);
         if (r >= 0)
                 r = sd_bus_message_append_strv(reply, l ? l : (char *[]){ NULL });
-        strv_free_many(l);
+        strv_free(l);
         if (r < 0)
                 return r;
         return sd_bus_send(NULL, reply, NULL);
@@ -307,7 +307,7 @@ static int read_strv(sd_bus_message *msg, char ***ret) {
         if (r >= 0)
                 r = sd_bus_message_exit_container(msg);
         if (r < 0) {
-                strv_free_many(l);
+                strv_free(l);
                 return r;
         }
         *ret = l;
@@ -354,7 +354,7 @@ static int method_create_shadow_set(sd_bus_message *msg, void *userdata, sd_bus_
         }
         r = sset_start(m, msg, targets, ctx, error);
 out:
-        strv_free_many(targets);
+        strv_free(targets);
         return r;
 }
 
@@ -460,7 +460,7 @@ static int delete_and_reply(struct manager *m, sd_bus_message *msg, struct shado
         if (persistent)
                 (void) manager_save_catalog(m);
         if (r < 0) {
-                strv_free_many(deleted);
+                strv_free(deleted);
                 return r;
         }
         return reply_strv(msg, NULL, deleted);
@@ -476,11 +476,11 @@ static int method_delete_shadows(sd_bus_message *msg, void *userdata, sd_bus_err
         size_t n = strv_len(ids);
         _cleanup_free_ struct shadow **list = calloc(n + 1, sizeof *list);
         if (!list) {
-                strv_free_many(ids);
+                strv_free(ids);
                 return -ENOMEM;
         }
         if (n == 0) {
-                strv_free_many(ids);
+                strv_free(ids);
                 return bus_error_setf(
                         error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
                         "No shadow id given: give the ids to delete (see `lvss list shadows`).");
@@ -494,7 +494,7 @@ static int method_delete_shadows(sd_bus_message *msg, void *userdata, sd_bus_err
                                 "There is no shadow copy %s (or the prefix is ambiguous): see `lvss list "
                                 "shadows`.",
                                 ids[i]);
-                        strv_free_many(ids);
+                        strv_free(ids);
                         return r;
                 }
                 for (size_t k = 0; k < i; k++)
@@ -505,7 +505,7 @@ static int method_delete_shadows(sd_bus_message *msg, void *userdata, sd_bus_err
         for (size_t i = 0; i < n; i++)
                 if (list[i])
                         list[j++] = list[i];
-        strv_free_many(ids);
+        strv_free(ids);
         return delete_and_reply(m, msg, list, j, error);
 }
 

@@ -104,12 +104,6 @@ size_t strv_len(char *const *l) {
         return n;
 }
 
-void strv_free_many(char **l) {
-        for (size_t i = 0; l && l[i]; i++)
-                free(l[i]);
-        free(l);
-}
-
 int strv_push(char ***l, const char *s) {
         size_t n = strv_len(*l);
         char **nl = realloc(*l, (n + 2) * sizeof *nl);
@@ -165,7 +159,7 @@ static void shadow_free(struct shadow *s) {
         if (!s)
                 return;
         free(s->path);
-        strv_free_many(s->exposed);
+        strv_free(s->exposed);
         free(s);
 }
 
@@ -190,7 +184,7 @@ void manager_free(struct manager *m) {
                 catalog_release(m->loaded);
                 free(m->loaded);
         }
-        strv_free_many(m->offline);
+        strv_free(m->offline);
         free(m->state_dir);
         free(m->runtime_dir);
         free(m->socket_path);
@@ -756,11 +750,11 @@ int manager_volume_mounts(struct manager *m, struct volume *v, char ***ret, int 
                         if (r >= 0)
                                 devs[n_out++] = e->mount_id;
                 }
-                strv_free_many(mps);
+                strv_free(mps);
         }
-        strv_free_many(devices);
+        strv_free(devices);
         if (r < 0) {
-                strv_free_many(out);
+                strv_free(out);
                 free(devs);
                 return r;
         }
@@ -956,7 +950,7 @@ static int loops_with_mounts(const char *backing, char ***ret_devices, char ****
                 return r;
         char ***mps = calloc(n + 1, sizeof *mps);
         if (!mps) {
-                strv_free_many(devs);
+                strv_free(devs);
                 return -ENOMEM;
         }
         for (size_t i = 0; i < n; i++) {
@@ -971,7 +965,7 @@ static int loops_with_mounts(const char *backing, char ***ret_devices, char ****
 
 static void free_mounts(char ***mps, size_t n) {
         for (size_t i = 0; mps && i < n; i++)
-                strv_free_many(mps[i]);
+                strv_free(mps[i]);
         free(mps);
 }
 
@@ -1034,13 +1028,13 @@ int manager_attach_volume(struct manager *m, struct volume *v, char **ret_device
         }
         if (n >= 0) {
                 free_mounts(mps, (size_t) n);
-                strv_free_many(devs);
+                strv_free(devs);
         }
 
         int fd = -1;
         r = loopdev_attach(v->path, false, true, ret_device, &fd);
         if (r < 0) {
-                strv_free_many(stale);
+                strv_free(stale);
                 return bus_error_setf(error, r, NULL, "Cannot attach a loop device to %s: %s.", v->path,
                                       strerror(-r));
         }
@@ -1049,7 +1043,7 @@ int manager_attach_volume(struct manager *m, struct volume *v, char **ret_device
         if (r >= 0)
                 limit_dirty(*ret_device, m->dirty_limit);
         if (r < 0) {
-                strv_free_many(stale);
+                strv_free(stale);
                 free(*ret_device);
                 *ret_device = NULL;
                 return bus_error_setf(error, r, NULL, "Cannot keep the loop device over %s: %s.", v->path,
@@ -1084,9 +1078,9 @@ int manager_detach_volume(struct manager *m, struct volume *v, char ***ret_detac
                 (void) strv_push(&done, devs[i]);
         }
         free_mounts(mps, (size_t) n);
-        strv_free_many(devs);
+        strv_free(devs);
         if (r < 0) {
-                strv_free_many(done);
+                strv_free(done);
                 return r;
         }
         *ret_detached = done;
@@ -1109,10 +1103,10 @@ int manager_revert(struct manager *m, struct shadow *s, bool force, sd_bus_error
                         "Volume %s has a filesystem mounted at %s: unmount it first (reverting under a "
                         "mounted filesystem corrupts it), or give --force.",
                         v->name, mps[0]);
-                strv_free_many(mps);
+                strv_free(mps);
                 return -EBUSY;
         }
-        strv_free_many(mps);
+        strv_free(mps);
         r = v->provider->revert(v->pv, s->snap_id);
         if (r < 0)
                 return bus_error_setf(error, r, NULL, "Cannot revert volume %s to shadow %s: %s.", v->name,

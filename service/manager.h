@@ -18,6 +18,7 @@
 #include <systemd/sd-event.h>
 
 #include "export/fuse-export.h"
+#include "host/mounts.h" /* strv_free() */
 #include "providers/provider.h"
 
 #define LVSS_ID_LEN 36 /* 8-4-4-4-12 */
@@ -179,7 +180,6 @@ void manager_new_id(char ret[static LVSS_ID_LEN + 1]);
 /* True if NAME is a valid volume name: [A-Za-z0-9][A-Za-z0-9._-]{0,63}. */
 bool volume_name_valid(const char *name);
 
-void strv_free_many(char **l);
 size_t strv_len(char *const *l);
 int strv_push(char ***l, const char *s);
 bool strv_contains(char *const *l, const char *s);

@@ -98,7 +98,7 @@ static int enumerate(void *const *objs, size_t n, int (*path_of)(void *obj, char
                         r = push_path(&l, &k, p);
         }
         if (r < 0) {
-                strv_free_many(l);
+                strv_free(l);
                 return r;
         }
         *ret = l;

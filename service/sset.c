@@ -100,7 +100,7 @@ static void job_free(struct sset_job *j) {
                 return;
         for (size_t i = 0; i < j->n_fds; i++)
                 close(j->fds[i]);
-        strv_free_many(j->mounts);
+        strv_free(j->mounts);
         sd_event_source_unref(j->source);
         if (j->efd >= 0)
                 close(j->efd);
@@ -562,20 +562,20 @@ int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_cont
                         if (strv_contains(j->mounts, mps[k]))
                                 continue;
                         if (strv_len(j->mounts) == ELEMENTSOF(j->mount_ids)) {
-                                strv_free_many(mps);
+                                strv_free(mps);
                                 r = bus_error_setf(error, -E2BIG, LVSS_ERROR_INVALID_ARGUMENT,
                                                    "The set has more than %zu filesystems to freeze.",
                                                    ELEMENTSOF(j->mount_ids));
                                 goto fail;
                         }
                         if (strv_push(&j->mounts, mps[k]) < 0) {
-                                strv_free_many(mps);
+                                strv_free(mps);
                                 r = -ENOMEM;
                                 goto fail;
                         }
                         j->mount_ids[strv_len(j->mounts) - 1] = devs[k];
                 }
-                strv_free_many(mps);
+                strv_free(mps);
         }
 
         for (size_t i = 0; j->mounts && j->mounts[i]; i++) {
