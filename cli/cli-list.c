@@ -232,19 +232,19 @@ static int list_writers(int argc, char **argv) {
         _cleanup_bus_message_ sd_bus_message *reply = NULL;
         _cleanup_table_ cli_table *t = NULL;
         _cleanup_(cli_json_release) cli_json j = {};
-        const char *name, *class_id, *instance_id, *state, *error;
+        const char *name, *class_id, *instance_id, *instance_name, *level, *state, *failure, *message;
         int r;
 
         if (!list_call(argc, argv, "ListWriters", &bus, &reply, &r))
                 return r;
-        t = cli_table_new("NAME", "CLASS-ID", "INSTANCE-ID", "STATE", "ERROR", NULL);
+        t = cli_table_new("NAME", "CLASS-ID", "INSTANCE-ID", "LEVEL", "STATE", "FAILURE", "ERROR", NULL);
         if (!t || cli_json_open(&j) < 0)
                 return cli_fail(CLI_EXIT_FAILED, "out of memory");
 
         cli_json_begin_array(&j);
-        r = sd_bus_message_enter_container(reply, 'a', "(sssss)");
-        while (r >= 0 && (r = sd_bus_message_read(reply, "(sssss)", &name, &class_id, &instance_id, &state,
-                                                  &error)) > 0) {
+        r = sd_bus_message_enter_container(reply, 'a', "(ssssssss)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(ssssssss)", &name, &class_id, &instance_id,
+                                                  &instance_name, &level, &state, &failure, &message)) > 0) {
                 cli_json_begin_object(&j);
                 cli_json_key(&j, "name");
                 cli_json_string(&j, name);
@@ -252,15 +252,28 @@ static int list_writers(int argc, char **argv) {
                 cli_json_string(&j, class_id);
                 cli_json_key(&j, "instance_id");
                 cli_json_string(&j, instance_id);
+                cli_json_key(&j, "instance_name");
+                if (*instance_name)
+                        cli_json_string(&j, instance_name);
+                else
+                        cli_json_null(&j);
+                cli_json_key(&j, "level");
+                cli_json_string(&j, level);
                 cli_json_key(&j, "state");
                 cli_json_string(&j, state);
+                cli_json_key(&j, "failure");
+                if (*failure)
+                        cli_json_string(&j, failure);
+                else
+                        cli_json_null(&j);
                 cli_json_key(&j, "error");
-                if (*error)
-                        cli_json_string(&j, error);
+                if (*message)
+                        cli_json_string(&j, message);
                 else
                         cli_json_null(&j);
                 cli_json_end_object(&j);
-                if (cli_table_add(t, name, class_id, instance_id, state, *error ? error : NULL) < 0)
+                if (cli_table_add(t, name, class_id, instance_id, level, state, *failure ? failure : NULL,
+                                  *message ? message : NULL) < 0)
                         r = -ENOMEM;
         }
         if (r < 0)
@@ -270,6 +283,46 @@ static int list_writers(int argc, char **argv) {
                 cli_json_emit(&j);
         else
                 print_table(t, "No writers.");
+        return CLI_EXIT_OK;
+}
+
+/* lvss writer metadata NAME: the writer's metadata document, as it answers Identify now. */
+static int writer_metadata(int argc, char **argv) {
+        _cleanup_bus_ sd_bus *bus = NULL;
+        _cleanup_bus_message_ sd_bus_message *m = NULL, *reply = NULL;
+        const char *xml;
+        int r;
+
+        if (!cli_parse_plain_verb(argc, argv, &r))
+                return r;
+        if ((r = cli_check_args(argc, argv)) != 0)
+                return r;
+        r = cli_connect(&bus);
+        if (r == 0)
+                r = cli_new_call(bus, "GetWriterMetadata", &m);
+        if (r != 0)
+                return r;
+        r = sd_bus_message_append(m, "s", argv[optind]);
+        if (r < 0)
+                return cli_bus_parse_error(r);
+        r = cli_call_message(bus, m, 900 * CLI_USEC_PER_SEC, NULL, &reply);
+        if (r != 0)
+                return r;
+        r = sd_bus_message_read(reply, "s", &xml);
+        if (r < 0)
+                return cli_bus_parse_error(r);
+        if (cli_arg_json) {
+                cli_json jj;
+                cli_json_init(&jj, stdout);
+                cli_json_begin_object(&jj);
+                cli_json_key(&jj, "writer");
+                cli_json_string(&jj, argv[optind]);
+                cli_json_key(&jj, "metadata");
+                cli_json_string(&jj, xml);
+                cli_json_end_object(&jj);
+                cli_json_finish(&jj);
+        } else
+                fputs(xml, stdout);
         return CLI_EXIT_OK;
 }
 
@@ -363,8 +416,39 @@ static const cli_verb verb_list_providers = {
 };
 
 static const cli_verb verb_list_writers = {
-        "writers",    "", "List the writers: name, class id, instance id, state, last error.", NULL, 0, 0,
+        "writers",
+        "",
+        "List the writers: name, class id, instance id, level, state, failure, last error.",
+        NULL,
+        0,
+        0,
         list_writers,
+};
+
+static const cli_verb verb_writer_list = {
+        "list", "", "List the writers (as 'lvss list writers').", NULL, 0, 0, list_writers,
+};
+
+static const cli_verb verb_writer_metadata = {
+        "metadata",
+        "NAME",
+        "Print the writer's metadata document (XML), as it answers now.",
+        NULL,
+        1,
+        1,
+        writer_metadata,
+};
+
+static const cli_verb *const writer_verbs[] = {
+        &verb_writer_list,
+        &verb_writer_metadata,
+};
+
+const cli_verb cli_verb_writer = {
+        .name = "writer",
+        .summary = "List writers and show their metadata.",
+        .sub = writer_verbs,
+        .n_sub = ELEMENTSOF(writer_verbs),
 };
 
 static const cli_verb verb_list_sets = {

@@ -328,25 +328,46 @@ static int print_created_set(sd_bus_message *reply) {
         cli_json_key(&j, "writers");
         cli_json_begin_array(&j);
         if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'a', "(sss)");
+                r = sd_bus_message_enter_container(reply, 'a', "(ssssa{ss})");
         while (r >= 0) {
-                const char *name, *state, *error;
+                const char *name, *state, *failure, *message, *component, *data;
 
-                r = sd_bus_message_read(reply, "(sss)", &name, &state, &error);
+                r = sd_bus_message_enter_container(reply, 'r', "ssssa{ss}");
                 if (r <= 0)
+                        break;
+                r = sd_bus_message_read(reply, "ssss", &name, &state, &failure, &message);
+                if (r < 0)
                         break;
                 cli_json_begin_object(&j);
                 cli_json_key(&j, "name");
                 cli_json_string(&j, name);
                 cli_json_key(&j, "state");
                 cli_json_string(&j, state);
-                cli_json_key(&j, "error");
-                if (*error)
-                        cli_json_string(&j, error);
+                cli_json_key(&j, "failure");
+                if (*failure)
+                        cli_json_string(&j, failure);
                 else
                         cli_json_null(&j);
+                cli_json_key(&j, "error");
+                if (*message)
+                        cli_json_string(&j, message);
+                else
+                        cli_json_null(&j);
+                cli_json_key(&j, "backup_metadata");
+                cli_json_begin_object(&j);
+                r = sd_bus_message_enter_container(reply, 'a', "{ss}");
+                while (r >= 0 && (r = sd_bus_message_read(reply, "{ss}", &component, &data)) > 0) {
+                        cli_json_key(&j, component);
+                        cli_json_string(&j, data);
+                }
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
                 cli_json_end_object(&j);
-                r = cli_table_add(writers, name, state, *error ? error : NULL);
+                cli_json_end_object(&j);
+                if (r >= 0)
+                        r = cli_table_add(writers, name, state, *message ? message : NULL);
         }
         cli_json_end_array(&j);
         cli_json_key(&j, "hold_ms");
@@ -382,6 +403,8 @@ static int shadow_create(int argc, char **argv) {
         _cleanup_bus_message_ sd_bus_message *m = NULL, *reply = NULL;
         _cleanup_strv_ char **targets = NULL;
         const char *context = "backup";
+        _cleanup_strv_ char **required = NULL, **excluded = NULL;
+        bool no_writers = false;
         int c, k, r, n;
 
         while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
@@ -399,9 +422,13 @@ static int shadow_create(int argc, char **argv) {
                         context = optarg;
                         break;
                 case OPT_NO_WRITERS:
+                        no_writers = true;
+                        break;
                 case OPT_WRITER:
                 case OPT_EXCLUDE_WRITER:
-                        break; /* accepted; there are no writers yet to include or exclude */
+                        if (cli_strv_push(c == OPT_WRITER ? &required : &excluded, optarg) < 0)
+                                return cli_fail(CLI_EXIT_FAILED, "out of memory");
+                        break;
                 }
         }
         if ((r = cli_check_args(argc, argv)) != 0)
@@ -420,12 +447,37 @@ static int shadow_create(int argc, char **argv) {
                 r = cli_new_call(bus, "CreateShadowSet", &m);
         if (r != 0)
                 return r;
+        if (no_writers && (required || excluded))
+                return cli_fail(CLI_EXIT_USAGE, "--no-writers leaves every writer out: drop --writer and "
+                                                "--exclude-writer, or --no-writers");
         r = sd_bus_message_append_strv(m, targets);
         if (r >= 0)
-                r = sd_bus_message_append(m, "sa{sv}", context, 0);
+                r = sd_bus_message_append(m, "s", context);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r >= 0 && no_writers)
+                r = sd_bus_message_append(m, "{sv}", "NoWriters", "b", 1);
+        for (int i = 0; r >= 0 && i < 2; i++) {
+                char **l = i == 0 ? required : excluded;
+                if (!l)
+                        continue;
+                r = sd_bus_message_open_container(m, 'e', "sv");
+                if (r >= 0)
+                        r = sd_bus_message_append(m, "s", i == 0 ? "Writers" : "ExcludeWriters");
+                if (r >= 0)
+                        r = sd_bus_message_open_container(m, 'v', "as");
+                if (r >= 0)
+                        r = sd_bus_message_append_strv(m, l);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(m);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(m);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
         if (r < 0)
                 return cli_bus_parse_error(r);
-        r = cli_call_message(bus, m, 600 * CLI_USEC_PER_SEC, "creating shadow copy set...", &reply);
+        r = cli_call_message(bus, m, 900 * CLI_USEC_PER_SEC, "creating shadow copy set...", &reply);
         if (r != 0)
                 return r;
         return print_created_set(reply);
@@ -676,9 +728,10 @@ const cli_verb cli_verb_create = {
         "Create a shadow copy set of the TARGETs (volume names or mount points) and print it.",
         "      --context CTX        backup (default), file-share-backup, app-rollback,\n"
         "                           nas-rollback or client-accessible (the last three persist)\n"
-        "      --no-writers         do not ask writers to flush and hold (no writers exist yet)\n"
-        "      --writer NAME        involve only this writer (repeatable)\n"
-        "      --exclude-writer NAME  leave this writer out (repeatable)\n",
+        "      --no-writers         leave the writers out: a crash-consistent set\n"
+        "      --writer NAME        require this writer: only the failure of a required\n"
+        "                           writer fails the set (repeatable)\n"
+        "      --exclude-writer NAME  a failure of this writer never fails the set (repeatable)\n",
         1,
         -1,
         shadow_create,

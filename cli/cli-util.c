@@ -905,3 +905,19 @@ const char *cli_format_msec(char *buf, size_t len, uint64_t usec) {
         snprintf(buf, len, "%" PRIu64 ".%03" PRIu64 " ms", usec / 1000, usec % 1000);
         return buf;
 }
+
+int cli_strv_push(char ***l, const char *s) {
+        size_t n = 0;
+        while (*l && (*l)[n])
+                n++;
+        char *d = strdup(s);
+        char **nl = d ? realloc(*l, (n + 2) * sizeof *nl) : NULL;
+        if (!nl) {
+                free(d);
+                return -ENOMEM;
+        }
+        nl[n] = d;
+        nl[n + 1] = NULL;
+        *l = nl;
+        return 0;
+}

@@ -222,6 +222,8 @@ static inline void cli_strvp(char ***p) {
                         free(*s);
         free(*p);
 }
+/* Appends a copy of S to the NULL-terminated list *L; -ENOMEM. */
+int cli_strv_push(char ***l, const char *s);
 #define _cleanup_bus_ _cleanup_(cli_bus_unrefp)
 #define _cleanup_bus_message_ _cleanup_(cli_bus_message_unrefp)
 #define _cleanup_bus_error_ _cleanup_(sd_bus_error_free)

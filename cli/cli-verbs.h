@@ -26,3 +26,5 @@ int cli_shadow_list(int argc, char **argv);
 /* cli-list.c: "list volumes|shadows|storage|providers|writers|sets", "storage list|resize". */
 extern const cli_verb cli_verb_list;
 extern const cli_verb cli_verb_storage;
+/* cli-list.c: "writer list|metadata". */
+extern const cli_verb cli_verb_writer;

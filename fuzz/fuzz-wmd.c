@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/wmd.h"
+#include "include/lvss/wmd.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -18,7 +18,7 @@
 #include <libxml/parser.h>
 
 #include "common/macro.h"
-#include "lib/wmd.h"
+#include "include/lvss/wmd.h"
 
 /* Where failed checks are reported: stderr itself is captured while libxml2's silence is tested. */
 static int check_fd = STDERR_FILENO;

@@ -19,7 +19,7 @@
  * program starts); no locking: one document is used by one thread at a time.
  */
 
-#include "lib/wmd.h"
+#include "include/lvss/wmd.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -458,6 +458,14 @@ int lvss_wmd_new(const char *writer_name, const char *class_id, const char *inst
         wmd->source = source;
         wmd->backup_schema = LVSS_WMD_BACKUP_FULL;
         *ret = TAKE_PTR(wmd);
+        return 0;
+}
+
+int lvss_wmd_set_types(lvss_wmd *wmd, lvss_wmd_usage usage, lvss_wmd_source source) {
+        if (!wmd || !lvss_wmd_usage_to_string(usage) || !lvss_wmd_source_to_string(source))
+                return -EINVAL;
+        wmd->usage = usage;
+        wmd->source = source;
         return 0;
 }
 

@@ -7,7 +7,7 @@
  *
  *     lvssd [--state-dir DIR] [--runtime-dir DIR] [--config FILE] [--foreground]
  *           [--system-bus] [--socket-group GROUP] [--fuse-workers N] [--freeze-timeout MS]
- *           [--dirty-limit SIZE]
+ *           [--dirty-limit SIZE] [--writer-timeout MS]
  *
  * Threads: the main loop (sd-event: signals, the socket, every bus connection, the model), the
  * FUSE export's workers, and while a set is being created its worker and watchdog (sset.c).
@@ -44,7 +44,7 @@ static struct {
         char *state_dir, *runtime_dir, *config, *socket_group;
         bool foreground, system_bus;
         unsigned fuse_workers;
-        uint32_t freeze_timeout_ms;
+        uint32_t freeze_timeout_ms, writer_timeout_ms;
         uint64_t dirty_limit;
         bool have_dirty_limit;
 } arg;
@@ -62,8 +62,8 @@ static void usage(FILE *f) {
                 "  --runtime-dir DIR    the socket lvssd.sock and the FUSE mount dev/ "
                 "(default " DEFAULT_RUNTIME_DIR ")\n"
                 "  --config FILE        read KEY=VALUE settings (state-dir, runtime-dir, system-bus,\n"
-                "                       socket-group, fuse-workers, freeze-timeout, dirty-limit);\n"
-                "                       options given here win\n"
+                "                       socket-group, fuse-workers, freeze-timeout, dirty-limit,\n"
+                "                       writer-timeout); options given here win\n"
                 "  --foreground         do not detach (always so under systemd)\n"
                 "  --system-bus         also serve the API on the system bus as org.lvss\n"
                 "  --socket-group NAME  group that may read through the socket (default lvss)\n"
@@ -73,6 +73,8 @@ static void usage(FILE *f) {
                 "  --dirty-limit SIZE   dirty page cache allowed on a loop device 'lvss volume attach'\n"
                 "                       makes (K, M, G suffixes; default 0: no limit), which\n"
                 "                       bounds what a set's freeze must flush\n"
+                "  --writer-timeout MS  deadline of every writer event but Freeze (default: 30 s,\n"
+                "                       120 s for PrepareForSnapshot and PostSnapshot)\n"
                 "  -h, --help           show this help\n"
                 "      --version        show the version\n"
                 "\n"
@@ -108,6 +110,18 @@ static int parse_freeze_timeout(const char *v) {
                 return -EINVAL;
         }
         arg.freeze_timeout_ms = (uint32_t) n;
+        return 0;
+}
+
+static int parse_writer_timeout(const char *v) {
+        char *end;
+        errno = 0;
+        unsigned long n = strtoul(v, &end, 10);
+        if (errno || *end || end == v || n < 100 || n > 600000) {
+                fprintf(stderr, "lvssd: --writer-timeout %s: give milliseconds from 100 to 600000\n", v);
+                return -EINVAL;
+        }
+        arg.writer_timeout_ms = (uint32_t) n;
         return 0;
 }
 
@@ -178,6 +192,9 @@ static int read_config(const char *path, bool have_state, bool have_runtime, boo
                 } else if (strcmp(k, "freeze-timeout") == 0) {
                         if (!arg.freeze_timeout_ms)
                                 r = parse_freeze_timeout(v);
+                } else if (strcmp(k, "writer-timeout") == 0) {
+                        if (!arg.writer_timeout_ms)
+                                r = parse_writer_timeout(v);
                 } else if (strcmp(k, "fuse-workers") == 0) {
                         if (!have_workers)
                                 r = parse_workers(v);
@@ -201,6 +218,7 @@ static int parse_args(int argc, char **argv) {
                 ARG_WORKERS,
                 ARG_FREEZE_TIMEOUT,
                 ARG_DIRTY_LIMIT,
+                ARG_WRITER_TIMEOUT,
                 ARG_VERSION
         };
         static const struct option options[] = {
@@ -213,6 +231,7 @@ static int parse_args(int argc, char **argv) {
                 { "fuse-workers", required_argument, NULL, ARG_WORKERS },
                 { "freeze-timeout", required_argument, NULL, ARG_FREEZE_TIMEOUT },
                 { "dirty-limit", required_argument, NULL, ARG_DIRTY_LIMIT },
+                { "writer-timeout", required_argument, NULL, ARG_WRITER_TIMEOUT },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -247,6 +266,9 @@ static int parse_args(int argc, char **argv) {
                         break;
                 case ARG_FREEZE_TIMEOUT:
                         r = parse_freeze_timeout(optarg);
+                        break;
+                case ARG_WRITER_TIMEOUT:
+                        r = parse_writer_timeout(optarg);
                         break;
                 case ARG_WORKERS:
                         r = parse_workers(optarg);
@@ -422,6 +444,7 @@ int main(int argc, char **argv) {
         m->socket_group = TAKE_PTR(arg.socket_group);
         m->fuse_workers = arg.fuse_workers;
         m->hold_window_ms = arg.freeze_timeout_ms;
+        m->writer_timeout_ms = arg.writer_timeout_ms;
         m->dirty_limit = arg.have_dirty_limit ? arg.dirty_limit : DEFAULT_DIRTY_LIMIT;
         const char *delay = getenv("LVSS_TEST_HOLD_DELAY_MS");
         if (delay)

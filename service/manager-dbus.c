@@ -21,6 +21,7 @@
 #include "service/bus-util.h"
 #include "service/manager-dbus.h"
 #include "service/sset.h"
+#include "service/writers.h"
 
 #ifndef PROJECT_VERSION
 #define PROJECT_VERSION "unknown"
@@ -317,6 +318,7 @@ static int read_strv(sd_bus_message *msg, char ***ret) {
 static int method_create_shadow_set(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         struct manager *m = userdata;
         char **targets = NULL;
+        struct sset_options o = { .backup_type = "full" };
         const char *context;
         int r = read_strv(msg, &targets);
         if (r < 0)
@@ -324,7 +326,6 @@ static int method_create_shadow_set(sd_bus_message *msg, void *userdata, sd_bus_
         r = sd_bus_message_read(msg, "s", &context);
         if (r < 0)
                 goto out;
-        /* Options: none are known yet; refuse what we do not understand rather than ignore it. */
         r = sd_bus_message_enter_container(msg, 'a', "{sv}");
         if (r < 0)
                 goto out;
@@ -333,10 +334,41 @@ static int method_create_shadow_set(sd_bus_message *msg, void *userdata, sd_bus_
                 r = sd_bus_message_read(msg, "s", &key);
                 if (r < 0)
                         goto out;
-                r = bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
-                                   "Unknown option %s: this lvssd knows no options for CreateShadowSet.",
-                                   key);
-                goto out;
+                const char *type = strcmp(key, "NoWriters") == 0                                       ? "b"
+                                   : strcmp(key, "Writers") == 0 || strcmp(key, "ExcludeWriters") == 0 ? "as"
+                                   : strcmp(key, "BackupType") == 0                                    ? "s"
+                                                                    : NULL;
+                if (!type) {
+                        r = bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                           "Unknown option %s: CreateShadowSet knows NoWriters, Writers, "
+                                           "ExcludeWriters and BackupType.",
+                                           key);
+                        goto out;
+                }
+                r = sd_bus_message_enter_container(msg, 'v', type);
+                if (r < 0) {
+                        r = bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                           "Option %s has the wrong type: it is %s.", key, type);
+                        goto out;
+                }
+                if (strcmp(key, "NoWriters") == 0) {
+                        int b;
+                        r = sd_bus_message_read(msg, "b", &b);
+                        o.no_writers = b;
+                } else if (strcmp(key, "BackupType") == 0)
+                        r = sd_bus_message_read(msg, "s", &o.backup_type);
+                else {
+                        char ***l = strcmp(key, "Writers") == 0 ? &o.writers : &o.exclude;
+                        strv_free(*l);
+                        *l = NULL;
+                        r = read_strv(msg, l);
+                }
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(msg);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(msg);
+                if (r < 0)
+                        goto out;
         }
         if (r < 0)
                 goto out;
@@ -352,9 +384,19 @@ static int method_create_shadow_set(sd_bus_message *msg, void *userdata, sd_bus_
                         context);
                 goto out;
         }
-        r = sset_start(m, msg, targets, ctx, error);
+        unsigned bt;
+        if (lvss_wmd_backup_types_from_string(o.backup_type, &bt) < 0 || __builtin_popcount(bt) != 1) {
+                r = bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                   "Unknown backup type '%.64s': use full, incremental, differential, log "
+                                   "or copy.",
+                                   o.backup_type);
+                goto out;
+        }
+        r = sset_start(m, msg, targets, ctx, &o, error);
 out:
         strv_free(targets);
+        strv_free(o.writers);
+        strv_free(o.exclude);
         return r;
 }
 
@@ -728,8 +770,91 @@ static int method_list_providers(sd_bus_message *msg, void *userdata, sd_bus_err
         return sd_bus_send(NULL, reply, NULL);
 }
 
+static int method_register_writer(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        struct manager *m = userdata;
+        struct conn *c = conn_of(m, msg);
+        struct writer *w;
+        if (!c)
+                return bus_error_setf(error, -EOPNOTSUPP, LVSS_ERROR_INVALID_ARGUMENT,
+                                      "Writers register over lvssd's socket (RUNTIME/lvssd.sock), not the "
+                                      "system bus.");
+        if (m->stopping)
+                return bus_error_setf(error, -ESHUTDOWN, LVSS_ERROR_FAILED, "lvssd is stopping.");
+        int r = writers_register(m, msg, c->uid, &w, error);
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(msg, "s", w->instance_id);
+}
+
+static int method_unregister_writer(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        int r = writers_unregister_bus(userdata, sd_bus_message_get_bus(msg), error);
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
 static int method_list_writers(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        return sd_bus_reply_method_return(msg, "a(sssss)", 0);
+        struct manager *m = userdata;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        char buf[64];
+        int r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(ssssssss)");
+        for (struct writer *w = m->writers; r >= 0 && w; w = w->next)
+                r = sd_bus_message_append(
+                        reply, "(ssssssss)", w->name, w->class_id, w->instance_id,
+                        w->instance_name ? w->instance_name : "", wlevel_to_string(w->level),
+                        writer_state_string(w, buf, sizeof buf), wfailure_to_string(w->failure), w->message);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+/* GetWriterMetadata: asks the writer (Identify) and answers the caller when it has. */
+static void on_metadata(struct writer *w, wevent ev, int r, sd_bus_message *reply, const char *error_name,
+                        const char *error_message, void *userdata) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = userdata;
+        const char *xml;
+        lvss_wmd *wmd = NULL;
+        _cleanup_free_ char *canonical = NULL;
+        uint32_t deadline =
+                w->manager->writer_timeout_ms ? w->manager->writer_timeout_ms : LVSS_WRITER_TIMEOUT_MS;
+
+        if (r == 0 &&
+            (sd_bus_message_read(reply, "s", &xml) < 0 || lvss_wmd_from_xml(xml, strlen(xml), &wmd) < 0 ||
+             lvss_wmd_to_xml(wmd, &canonical, NULL) < 0))
+                r = -EBADMSG;
+        lvss_wmd_free(wmd);
+        if (r < 0) {
+                (void) writer_fail_from_reply(w, ev, r, error_name, error_message, deadline);
+                (void) sd_bus_reply_method_errorf(msg,
+                                                  r == -ETIMEDOUT ? LVSS_ERROR_TIMEOUT : LVSS_ERROR_FAILED,
+                                                  "Writer %s %s.", w->name, w->message);
+                return;
+        }
+        (void) sd_bus_reply_method_return(msg, "s", canonical);
+}
+
+static int method_get_writer_metadata(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        struct manager *m = userdata;
+        const char *name;
+        int r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        struct writer *w = writers_find(m, name);
+        if (!w)
+                return bus_error_setf(error, -ENOENT, LVSS_ERROR_NOT_FOUND,
+                                      "There is no writer %s: see `lvss list writers`.", name);
+        r = writer_call(w, WEV_IDENTIFY, NULL,
+                        m->writer_timeout_ms ? m->writer_timeout_ms : LVSS_WRITER_TIMEOUT_MS, NULL,
+                        on_metadata, sd_bus_message_ref(msg));
+        if (r < 0) {
+                sd_bus_message_unref(msg);
+                return r;
+        }
+        return 1;
 }
 
 static int property_version(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -771,7 +896,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("CreateShadowSet",
                                 SD_BUS_ARGS("as", targets, "s", context, "a{sv}", options),
                                 SD_BUS_RESULT("s", set, "s", context, "t", created, "t", hold_usec,
-                                              "a(ssss)", shadows, "a(sss)", writers),
+                                              "a(ssss)", shadows, "a(ssssa{ss})", writers),
                                 method_create_shadow_set, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListShadows", SD_BUS_ARGS("s", volume, "s", set),
                                 SD_BUS_RESULT("a(sssssstbsas)", shadows), method_list_shadows,
@@ -800,8 +925,15 @@ static const sd_bus_vtable manager_vtable[] = {
                                 method_list_storage, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListProviders", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssas)", providers),
                                 method_list_providers, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_ARGS("ListWriters", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(sssss)", writers),
+        SD_BUS_METHOD_WITH_ARGS("ListWriters", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssssssss)", writers),
                                 method_list_writers, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RegisterWriter", SD_BUS_ARGS("a{sv}", identity),
+                                SD_BUS_RESULT("s", instance_id), method_register_writer,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("UnregisterWriter", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
+                                method_unregister_writer, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetWriterMetadata", SD_BUS_ARGS("s", name), SD_BUS_RESULT("s", xml),
+                                method_get_writer_metadata, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END
 };
 
@@ -829,6 +961,7 @@ static void conn_free(struct conn *c) {
         if (c->next)
                 c->next->prev = c->prev;
         m->n_conns--;
+        writers_connection_closed(m, c->bus);
         /* No flush: a peer that stopped reading (or never finished its handshake) must not be able
          * to hold lvssd up, at shutdown least of all. */
         sd_bus_close_unref(c->bus);

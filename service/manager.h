@@ -77,6 +77,7 @@ struct sset {
 };
 
 struct catalog;
+struct writer; /* a registered writer (writers.h) */
 struct conn; /* one peer-to-peer bus connection (manager-dbus.c) */
 struct sset_job; /* a set being created (sset.c) */
 
@@ -91,6 +92,7 @@ struct manager {
         uint32_t hold_window_ms; /* 0: LVSS_HOLD_WINDOW_MS */
         uint32_t test_hold_delay_ms; /* $LVSS_TEST_HOLD_DELAY_MS: tests make a hold last */
         uint64_t dirty_limit; /* bytes of dirty cache allowed per attached volume; 0: no cap */
+        uint32_t writer_timeout_ms; /* replaces every writer deadline but Freeze's; 0: the defaults */
         bool system_bus_wanted;
 
         sd_event *event;
@@ -110,6 +112,9 @@ struct manager {
         size_t n_shadows;
         struct sset **sets;
         size_t n_sets;
+
+        struct writer *writers; /* registered writers (writers.h) */
+        size_t n_writers;
 
         struct sset_job *job; /* the set being created, if any */
         struct catalog *loaded; /* the catalog as read at start */

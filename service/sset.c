@@ -31,6 +31,7 @@
 #include "host/mounts.h"
 #include "service/bus-util.h"
 #include "service/sset.h"
+#include "service/writers.h"
 
 struct sset_target {
         struct volume *volume; /* main thread only */
@@ -40,6 +41,23 @@ struct sset_target {
         char shadow_id[LVSS_ID_LEN + 1];
         uint32_t snap_id;
         bool held, snapped;
+};
+
+/* The steps of a set, in order; the writer steps are rounds of calls on the main loop. */
+enum {
+        PH_IDENTIFY,
+        PH_PREPARE_BACKUP,
+        PH_PREPARE_SNAPSHOT,
+        PH_FREEZE_FRONT_END,
+        PH_FREEZE_BACK_END,
+        PH_FREEZE_SYSTEM,
+        PH_WORKER, /* the thread: flush, freeze, hold, snapshot, release, thaw */
+        PH_THAW_SYSTEM,
+        PH_THAW_BACK_END,
+        PH_THAW_FRONT_END,
+        PH_POST_SNAPSHOT,
+        PH_ABORT,
+        PH_END,
 };
 
 struct sset_job {
@@ -68,6 +86,17 @@ struct sset_job {
         struct timespec deadline; /* CLOCK_MONOTONIC */
         uint32_t window_ms; /* the freeze-and-hold window (LVSS_HOLD_WINDOW_MS unless configured) */
         uint32_t test_delay_ms; /* extra time spent holding, for tests */
+
+        /* Writers (main thread only). */
+        struct writer **writers; /* references */
+        size_t n_writers;
+        char backup_type[16];
+        char **required, **excluded;
+        int phase;
+        unsigned outstanding; /* calls of the current round not answered yet */
+        bool worker_started, recorded;
+        dev_t devs[LVSS_MAX_SET_VOLUMES * 4]; /* st_dev of each of FDS */
+        uint64_t snapped_usec; /* CLOCK_MONOTONIC, when the last snapshot was made (worker) */
 
         /* results */
         int r;
@@ -105,6 +134,11 @@ static void job_free(struct sset_job *j) {
         if (j->efd >= 0)
                 close(j->efd);
         sd_bus_message_unref(j->msg);
+        for (size_t i = 0; i < j->n_writers; i++)
+                writer_unref(j->writers[i]);
+        free(j->writers);
+        strv_free(j->required);
+        strv_free(j->excluded);
         pthread_mutex_destroy(&j->lock);
         pthread_cond_destroy(&j->cond);
         free(j);
@@ -329,6 +363,7 @@ static void *worker_main(void *p) {
                 }
                 t->snapped = true;
         }
+        j->snapped_usec = now_usec(CLOCK_MONOTONIC);
 
         /* For tests only (LVSS_TEST_HOLD_DELAY_MS): a hold that lasts, to exercise Busy and the
          * watchdog deterministically. */
@@ -399,6 +434,7 @@ done:
 static int reply_set(struct sset_job *j) {
         struct manager *m = j->manager;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        char buf[64];
         int r;
 
         r = sd_bus_message_new_method_return(j->msg, &reply);
@@ -421,53 +457,319 @@ static int reply_set(struct sset_job *j) {
         r = sd_bus_message_close_container(reply);
         if (r < 0)
                 return r;
-        r = sd_bus_message_append(reply, "a(sss)", 0);
+        r = sd_bus_message_open_container(reply, 'a', "(ssssa{ss})");
+        for (size_t i = 0; r >= 0 && i < j->n_writers; i++) {
+                struct writer *w = j->writers[i];
+                r = sd_bus_message_open_container(reply, 'r', "ssssa{ss}");
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "ssss", w->name,
+                                                  writer_state_string(w, buf, sizeof buf),
+                                                  wfailure_to_string(w->failure), w->message);
+                if (r >= 0)
+                        r = sd_bus_message_open_container(reply, 'a', "{ss}");
+                for (size_t k = 0; r >= 0 && w->backup_metadata && w->backup_metadata[k]; k += 2)
+                        r = sd_bus_message_append(reply, "{ss}", w->backup_metadata[k],
+                                                  w->backup_metadata[k + 1]);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
         if (r < 0)
                 return r;
         return sd_bus_send(NULL, reply, NULL);
 }
 
-/* Main thread: the worker has finished. */
-static int on_job_done(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+/* ---- the main thread's part ---- */
+
+static void job_enter(struct sset_job *j, int phase);
+static void job_advance(struct sset_job *j);
+
+static uint32_t deadline_for(struct sset_job *j, struct writer *w, wevent ev) {
+        if (ev == WEV_FREEZE)
+                return w->freeze_timeout_ms;
+        if (j->manager->writer_timeout_ms)
+                return j->manager->writer_timeout_ms;
+        return ev == WEV_PREPARE_FOR_SNAPSHOT || ev == WEV_POST_SNAPSHOT ? LVSS_WRITER_LONG_TIMEOUT_MS
+                                                                         : LVSS_WRITER_TIMEOUT_MS;
+}
+
+/* Adds to W->components its components with a file set on a filesystem the set freezes. */
+static int select_components(struct sset_job *j, struct writer *w) {
+        for (size_t i = 0; w->wmd && i < lvss_wmd_get_n_components(w->wmd); i++) {
+                const lvss_wmd_component *c = lvss_wmd_get_component(w->wmd, i);
+                bool on_set = false;
+                for (int kind = 0; kind < _LVSS_WMD_FILES_MAX && !on_set; kind++)
+                        for (size_t k = 0; k < lvss_wmd_component_get_n_files(c, kind) && !on_set; k++) {
+                                const lvss_wmd_file_set *f = lvss_wmd_component_get_files(c, kind, k);
+                                _cleanup_free_ char *p = strdup(lvss_wmd_file_set_get_path(f));
+                                struct stat st;
+                                if (!p)
+                                        return -ENOMEM;
+                                /* The nearest existing directory holds the files to come. */
+                                while (stat(p, &st) < 0 && strcmp(p, "/") != 0) {
+                                        char *slash = strrchr(p, '/');
+                                        if (slash == p)
+                                                slash[1] = 0;
+                                        else
+                                                *slash = 0;
+                                }
+                                for (size_t d = 0; d < j->n_fds && !on_set; d++)
+                                        on_set = st.st_dev == j->devs[d];
+                        }
+                if (!on_set)
+                        continue;
+                _cleanup_free_ char *full = NULL;
+                if (asprintf(&full, "%s/%s", lvss_wmd_component_get_logical_path(c),
+                             lvss_wmd_component_get_name(c)) < 0 ||
+                    strv_push(&w->components, full) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+/* The first failure that counts, as the set's error (a deadline: Timeout; else WriterFailed). */
+static void job_check_writers(struct sset_job *j) {
+        for (size_t i = 0; i < j->n_writers && j->r == 0; i++) {
+                struct writer *w = j->writers[i];
+                if (w->state != WSTATE_FAILED || !w->counts)
+                        continue;
+                job_fail(j, w->failure == WFAIL_TIMEOUT ? -ETIMEDOUT : -EIO,
+                         w->failure == WFAIL_TIMEOUT ? LVSS_ERROR_TIMEOUT : LVSS_ERROR_WRITER_FAILED,
+                         "Writer %s %s (%s): the set was discarded; see `lvss list writers`%s.", w->name,
+                         w->message, wfailure_to_string(w->failure),
+                         w->failure == WFAIL_RETRYABLE || w->failure == WFAIL_TIMEOUT ? ", then retry" : "");
+        }
+}
+
+static void on_writer_reply(struct writer *w, wevent ev, int r, sd_bus_message *reply,
+                            const char *error_name, const char *error_message, void *userdata) {
         struct sset_job *j = userdata;
+        uint32_t deadline = deadline_for(j, w, ev);
+
+        if (r == 0 && ev == WEV_IDENTIFY) {
+                const char *xml;
+                lvss_wmd_free(w->wmd);
+                w->wmd = NULL;
+                if (sd_bus_message_read(reply, "s", &xml) < 0 ||
+                    lvss_wmd_from_xml(xml, strlen(xml), &w->wmd) < 0)
+                        r = -EBADMSG;
+                else if (strcmp(lvss_wmd_get_writer_name(w->wmd), w->name) != 0 ||
+                         strcmp(lvss_wmd_get_class_id(w->wmd), w->class_id) != 0) {
+                        r = -EBADMSG;
+                        error_message = "its metadata names another writer or class";
+                }
+        } else if (r == 0 && writer_read_backup_metadata(w, reply) < 0)
+                r = -EBADMSG;
+
+        if (r < 0) {
+                if (w->state != WSTATE_FAILED || ev != WEV_ABORT)
+                        (void) writer_fail_from_reply(w, ev, r, error_name, error_message, deadline);
+        } else
+                switch (ev) {
+                case WEV_PREPARE_FOR_SNAPSHOT:
+                        w->state = WSTATE_WAITING_FOR_FREEZE;
+                        break;
+                case WEV_FREEZE:
+                        w->state = WSTATE_WAITING_FOR_THAW;
+                        w->frozen = true;
+                        break;
+                case WEV_THAW:
+                        w->frozen = false;
+                        if (j->snapped_usec > w->freeze_sent_usec + (uint64_t) w->freeze_timeout_ms * 1000u)
+                                writer_fail(w, WEV_THAW, WFAIL_TIMEOUT,
+                                            "was frozen for less time than the set needed: its window of "
+                                            "%u ms closed before the snapshots were made",
+                                            w->freeze_timeout_ms);
+                        else
+                                w->state = WSTATE_WAITING_FOR_POST_SNAPSHOT;
+                        break;
+                case WEV_POST_SNAPSHOT:
+                case WEV_ABORT:
+                        if (w->state != WSTATE_FAILED)
+                                w->state = WSTATE_STABLE;
+                        break;
+                default:
+                        break;
+                }
+        if (ev == WEV_IDENTIFY && r == 0) {
+                r = select_components(j, w);
+                if (r < 0)
+                        job_fail(j, r, NULL, "Cannot select the components of writer %s: %s.", w->name,
+                                 strerror(-r));
+                w->counts = !strv_contains(j->excluded, w->name) &&
+                            (j->required ? strv_contains(j->required, w->name) : w->components != NULL);
+        }
+        if (ev == WEV_IDENTIFY && r < 0)
+                w->counts = !strv_contains(j->excluded, w->name) &&
+                            (j->required ? strv_contains(j->required, w->name) : false);
+
+        if (--j->outstanding == 0)
+                job_advance(j);
+}
+
+static void on_abort_reply(struct writer *w, wevent ev, int r, sd_bus_message *reply, const char *error_name,
+                           const char *error_message, void *userdata) {
+        if (r == 0 && writer_read_backup_metadata(w, reply) < 0)
+                r = -EBADMSG;
+        if (w->state == WSTATE_FAILED)
+                return;
+        if (r < 0)
+                (void) writer_fail_from_reply(w, ev, r, error_name, error_message,
+                                              w->manager->writer_timeout_ms ? w->manager->writer_timeout_ms
+                                                                            : LVSS_WRITER_TIMEOUT_MS);
+        else
+                w->state = WSTATE_STABLE;
+}
+
+/* Sends EV to every writer W of the set for which PICK(j, w) holds; returns how many. */
+static unsigned job_round(struct sset_job *j, wevent ev, int level) {
+        unsigned n = 0;
+        char **shadow_paths = NULL, **volumes = NULL;
+        for (size_t i = 0; ev == WEV_PREPARE_FOR_SNAPSHOT && i < j->n_targets; i++)
+                (void) strv_push(&volumes, j->targets[i].name);
+        for (size_t i = 0; ev == WEV_POST_SNAPSHOT && i < j->n_targets; i++) {
+                struct shadow *sh = manager_find_shadow(j->manager, j->targets[i].shadow_id);
+                _cleanup_free_ char *p = NULL;
+                if (sh && asprintf(&p, "%s=%s", j->targets[i].name, sh->path) >= 0)
+                        (void) strv_push(&shadow_paths, p);
+        }
+        for (size_t i = 0; i < j->n_writers; i++) {
+                struct writer *w = j->writers[i];
+                bool send;
+                switch (ev) {
+                case WEV_IDENTIFY:
+                        send = true;
+                        break;
+                case WEV_ABORT:
+                        send = w->prepared;
+                        break;
+                case WEV_FREEZE:
+                        send = w->state == WSTATE_WAITING_FOR_FREEZE && (int) w->level == level;
+                        break;
+                case WEV_THAW:
+                        send = w->state == WSTATE_WAITING_FOR_THAW && (int) w->level == level;
+                        break;
+                default:
+                        send = w->state != WSTATE_FAILED;
+                }
+                if (!send)
+                        continue;
+                struct writer_args a = {
+                        .context = context_to_string(j->ctx),
+                        .backup_type = j->backup_type,
+                        .components = w->components ? w->components : (char *[]){ NULL },
+                        .volumes = volumes ? volumes : (char *[]){ NULL },
+                        .shadow_paths = shadow_paths ? shadow_paths : (char *[]){ NULL },
+                };
+                if (ev == WEV_PREPARE_FOR_BACKUP)
+                        w->prepared = true;
+                if (ev == WEV_FREEZE) {
+                        struct timespec ts;
+                        clock_gettime(CLOCK_MONOTONIC, &ts);
+                        w->freeze_sent_usec =
+                                (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+                }
+                if (!w->registered) {
+                        if (ev != WEV_ABORT && w->state != WSTATE_FAILED)
+                                writer_fail(w, ev, WFAIL_RETRYABLE, "disconnected before %s",
+                                            wevent_to_method(ev));
+                        continue;
+                }
+                int r = writer_call(w, ev, j->set_id, deadline_for(j, w, ev), &a, on_writer_reply, j);
+                if (r < 0) {
+                        (void) writer_fail_from_reply(w, ev, r, NULL, NULL, 0);
+                        continue;
+                }
+                n++;
+        }
+        strv_free(volumes);
+        strv_free(shadow_paths);
+        j->outstanding = n;
+        return n;
+}
+
+static int on_job_done(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+
+static void job_start_worker(struct sset_job *j) {
         struct manager *m = j->manager;
         int r;
-
-        pthread_join(j->thread, NULL);
-        m->job = NULL;
-
-        if (j->r == 0) {
-                /* Into the model, all or nothing. */
-                size_t added = 0;
-                r = manager_add_set(m, j->set_id, j->ctx, j->created_usec, j->hold_usec);
-                for (; r >= 0 && added < j->n_targets; added++) {
-                        struct sset_target *t = &j->targets[added];
-                        r = manager_add_shadow(m, t->volume, t->shadow_id, j->set_id, t->snap_id, j->ctx,
-                                               j->created_usec, j->persistent, NULL);
-                }
-                if (r >= 0 && j->persistent)
-                        r = manager_save_catalog(m);
-                if (r < 0) {
-                        job_fail(j, r, NULL, "Cannot record the new shadow copies: %s.", strerror(-r));
-                        for (size_t i = 0; i < j->n_targets; i++) {
-                                struct shadow *sh = manager_find_shadow(m, j->targets[i].shadow_id);
-                                if (sh)
-                                        (void) manager_delete_shadow(m, sh, NULL);
-                                else
-                                        (void) j->targets[i].provider->snapshot_delete(
-                                                j->targets[i].pv, j->targets[i].snap_id);
-                        }
-                        manager_gc_sets(m);
-                        if (j->persistent)
-                                (void) manager_save_catalog(m);
-                }
+        j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (j->efd < 0) {
+                job_fail(j, negative_errno(), NULL, "Cannot start the set: %s.", strerror(errno));
+                return;
         }
+        r = sd_event_add_io(m->event, &j->source, j->efd, EPOLLIN, on_job_done, j);
+        if (r < 0) {
+                job_fail(j, r, NULL, "Cannot start the set: %s.", strerror(-r));
+                return;
+        }
+        if (pthread_create(&j->thread, NULL, worker_main, j) != 0) {
+                job_fail(j, -EAGAIN, NULL, "Cannot start the set's thread: retry.");
+                return;
+        }
+        j->worker_started = true;
+}
 
+static void worker_join(struct sset_job *j) {
+        if (!j->worker_started)
+                return;
+        pthread_join(j->thread, NULL);
+        j->worker_started = false;
+        j->source = sd_event_source_disable_unref(j->source);
+}
+
+/* Into the model, all or nothing. */
+static void job_record(struct sset_job *j) {
+        struct manager *m = j->manager;
+        size_t added = 0;
+        int r = manager_add_set(m, j->set_id, j->ctx, j->created_usec, j->hold_usec);
+        for (; r >= 0 && added < j->n_targets; added++) {
+                struct sset_target *t = &j->targets[added];
+                r = manager_add_shadow(m, t->volume, t->shadow_id, j->set_id, t->snap_id, j->ctx,
+                                       j->created_usec, j->persistent, NULL);
+                if (r >= 0)
+                        t->snapped = false; /* the model owns it now */
+        }
+        j->recorded = true;
+        if (r >= 0 && j->persistent)
+                r = manager_save_catalog(m);
+        if (r < 0)
+                job_fail(j, r, NULL, "Cannot record the new shadow copies: %s.", strerror(-r));
+}
+
+/* The set failed after its snapshots were made: none of it stays. */
+static void job_discard(struct sset_job *j) {
+        struct manager *m = j->manager;
+        for (size_t i = 0; i < j->n_targets; i++) {
+                struct sset_target *t = &j->targets[i];
+                struct shadow *sh = j->recorded ? manager_find_shadow(m, t->shadow_id) : NULL;
+                if (sh)
+                        (void) manager_delete_shadow(m, sh, NULL);
+                else if (t->snapped)
+                        (void) t->provider->snapshot_delete(t->pv, t->snap_id);
+                t->snapped = false;
+        }
+        if (j->recorded) {
+                manager_gc_sets(m);
+                if (j->persistent)
+                        (void) manager_save_catalog(m);
+        }
+}
+
+static void job_end(struct sset_job *j) {
+        struct manager *m = j->manager;
         if (j->r == 0) {
-                fprintf(stderr, "lvssd: set %s (%s): %zu shadow(s), hold %.3f ms (freeze %.3f ms)\n",
-                        j->set_id, context_to_string(j->ctx), j->n_targets, (double) j->hold_usec / 1000.0,
-                        (double) j->freeze_usec / 1000.0);
-                r = reply_set(j);
+                for (size_t i = 0; i < j->n_writers; i++)
+                        if (j->writers[i]->state != WSTATE_FAILED)
+                                j->writers[i]->state = WSTATE_STABLE;
+                fprintf(stderr,
+                        "lvssd: set %s (%s): %zu shadow(s), %zu writer(s), hold %.3f ms (freeze %.3f ms)\n",
+                        j->set_id, context_to_string(j->ctx), j->n_targets, j->n_writers,
+                        (double) j->hold_usec / 1000.0, (double) j->freeze_usec / 1000.0);
+                int r = reply_set(j);
                 if (r < 0)
                         fprintf(stderr, "lvssd: cannot answer the set's requester (gone?): %s\n",
                                 strerror(-r));
@@ -475,12 +777,103 @@ static int on_job_done(sd_event_source *s, int fd, uint32_t revents, void *userd
                 fprintf(stderr, "lvssd: set %s failed: %s\n", j->set_id, j->error_msg);
                 (void) sd_bus_reply_method_errorf(j->msg, j->error_name, "%s", j->error_msg);
         }
+        for (size_t i = 0; i < j->n_writers; i++) {
+                struct writer *w = j->writers[i];
+                w->prepared = w->frozen = false;
+        }
+        if (m->job == j)
+                m->job = NULL;
         job_free(j);
+}
+
+static void job_enter(struct sset_job *j, int phase) {
+        static const int freeze_levels[] = { WLEVEL_FRONT_END, WLEVEL_BACK_END, WLEVEL_SYSTEM };
+        j->phase = phase;
+        switch (phase) {
+        case PH_IDENTIFY:
+                if (job_round(j, WEV_IDENTIFY, 0) == 0)
+                        job_advance(j);
+                return;
+        case PH_PREPARE_BACKUP:
+                if (job_round(j, WEV_PREPARE_FOR_BACKUP, 0) == 0)
+                        job_advance(j);
+                return;
+        case PH_PREPARE_SNAPSHOT:
+                if (job_round(j, WEV_PREPARE_FOR_SNAPSHOT, 0) == 0)
+                        job_advance(j);
+                return;
+        case PH_FREEZE_FRONT_END:
+        case PH_FREEZE_BACK_END:
+        case PH_FREEZE_SYSTEM:
+                if (job_round(j, WEV_FREEZE, freeze_levels[phase - PH_FREEZE_FRONT_END]) == 0)
+                        job_advance(j);
+                return;
+        case PH_WORKER:
+                job_start_worker(j);
+                if (!j->worker_started)
+                        job_advance(j);
+                return;
+        case PH_THAW_SYSTEM:
+        case PH_THAW_BACK_END:
+        case PH_THAW_FRONT_END:
+                if (job_round(j, WEV_THAW, freeze_levels[PH_THAW_FRONT_END - phase]) == 0)
+                        job_advance(j);
+                return;
+        case PH_POST_SNAPSHOT:
+                if (job_round(j, WEV_POST_SNAPSHOT, 0) == 0)
+                        job_advance(j);
+                return;
+        case PH_ABORT:
+                /* Every prepared writer is told, and the requester answered at once: a writer that
+                 * hangs (perhaps the one that failed) must not hold the answer up. Their answers
+                 * only update their states. */
+                for (size_t i = 0; i < j->n_writers; i++) {
+                        struct writer *w = j->writers[i];
+                        if (w->prepared && w->registered)
+                                (void) writer_call(w, WEV_ABORT, j->set_id, deadline_for(j, w, WEV_ABORT),
+                                                   NULL, on_abort_reply, NULL);
+                }
+                job_end(j);
+                return;
+        default:
+                job_end(j);
+        }
+}
+
+/* The current step has ended: go on, or abort. */
+static void job_advance(struct sset_job *j) {
+        if (j->r == 0)
+                job_check_writers(j);
+        if (j->r == 0 && j->manager->stopping)
+                job_fail(j, -ECANCELED, LVSS_ERROR_FAILED, "lvssd is stopping: the set was abandoned.");
+        if (j->r < 0) {
+                job_discard(j);
+                job_enter(j, PH_ABORT);
+                return;
+        }
+        if (j->phase == PH_THAW_FRONT_END) {
+                job_record(j);
+                if (j->r < 0) {
+                        job_discard(j);
+                        job_enter(j, PH_ABORT);
+                        return;
+                }
+        }
+        job_enter(j, j->phase == PH_POST_SNAPSHOT ? PH_END : j->phase + 1);
+}
+
+/* Main thread: the worker has finished. */
+static int on_job_done(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        struct sset_job *j = userdata;
+        uint64_t v;
+        (void) !read(j->efd, &v, sizeof v);
+        worker_join(j);
+        job_advance(j);
         return 0;
 }
 
 int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_context ctx,
-               sd_bus_error *error) {
+               const struct sset_options *o, sd_bus_error *error) {
         struct sset_job *j;
         int r;
 
@@ -628,20 +1021,57 @@ int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_cont
                 }
         }
 
-        j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (j->efd < 0) {
-                r = negative_errno();
-                goto fail;
+        for (size_t i = 0; i < j->n_fds; i++) {
+                struct stat st;
+                j->devs[i] = fstat(j->fds[i], &st) == 0 ? st.st_dev : (dev_t) -1;
         }
-        r = sd_event_add_io(m->event, &j->source, j->efd, EPOLLIN, on_job_done, j);
-        if (r < 0)
-                goto fail;
+
+        /* The writers of the set: every registered one, unless the context has none or the
+         * requester said so. A required writer must be there. */
+        snprintf(j->backup_type, sizeof j->backup_type, "%s", o && o->backup_type ? o->backup_type : "full");
+        bool with_writers = context_writers(ctx) && !(o && o->no_writers);
+        for (size_t i = 0; with_writers && o && o->writers && o->writers[i]; i++) {
+                if (!writers_find(m, o->writers[i])) {
+                        r = bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                           "No writer %s is registered: see `lvss list writers`, or leave "
+                                           "out --writer %s.",
+                                           o->writers[i], o->writers[i]);
+                        goto fail;
+                }
+                if (strv_push(&j->required, o->writers[i]) < 0) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
+        for (size_t i = 0; o && o->exclude && o->exclude[i]; i++)
+                if (strv_push(&j->excluded, o->exclude[i]) < 0) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        if (with_writers && m->n_writers > 0) {
+                j->writers = calloc(m->n_writers, sizeof *j->writers);
+                if (!j->writers) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                for (struct writer *w = m->writers; w; w = w->next) {
+                        w->state = WSTATE_STABLE;
+                        w->failure = WFAIL_NONE;
+                        w->message[0] = 0;
+                        w->counts = w->prepared = w->frozen = false;
+                        lvss_wmd_free(w->wmd);
+                        w->wmd = NULL;
+                        strv_free(w->components);
+                        w->components = NULL;
+                        strv_free(w->backup_metadata);
+                        w->backup_metadata = NULL;
+                        j->writers[j->n_writers++] = writer_ref(w);
+                }
+        }
+
         j->msg = sd_bus_message_ref(msg);
-        if (pthread_create(&j->thread, NULL, worker_main, j) != 0) {
-                r = -EAGAIN;
-                goto fail;
-        }
         m->job = j;
+        job_enter(j, j->n_writers > 0 ? PH_IDENTIFY : PH_WORKER);
         return 1;
 fail:
         job_free(j);
@@ -655,13 +1085,23 @@ void sset_abort_and_wait(struct manager *m) {
         if (!j)
                 return;
         atomic_store(&j->abort, true);
-        uint64_t v;
         /* The worker ends within the hold window; wait for its signal, then finish on this thread. */
-        for (;;) {
-                struct pollfd pfd = { .fd = j->efd, .events = POLLIN };
-                if (poll(&pfd, 1, -1) > 0)
-                        break;
+        if (j->worker_started) {
+                for (;;) {
+                        struct pollfd pfd = { .fd = j->efd, .events = POLLIN };
+                        if (poll(&pfd, 1, -1) > 0)
+                                break;
+                }
+                worker_join(j);
         }
-        (void) !read(j->efd, &v, sizeof v);
-        on_job_done(j->source, j->efd, 0, j);
+        job_fail(j, -ECANCELED, LVSS_ERROR_FAILED, "lvssd is stopping: the set was abandoned.");
+        job_discard(j);
+        /* No waiting for answers now: every prepared writer is told Abort, and liblvss thaws a frozen
+         * writer by itself when lvssd's connection closes anyway. */
+        for (size_t i = 0; i < j->n_writers; i++) {
+                writer_cancel(j->writers[i], j);
+                if (j->writers[i]->prepared)
+                        writer_send_noreply(j->writers[i], WEV_ABORT, j->set_id);
+        }
+        job_end(j);
 }

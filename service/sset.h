@@ -18,6 +18,13 @@
  * the end through an eventfd, adds the shadows to the model (and to the catalog, for a persistent context)
  * and only then answers the D-Bus call.
  *
+ * With writers (a context that has them, and no NoWriters option), the main loop first drives
+ * them through Identify, PrepareForBackup, PrepareForSnapshot and Freeze (front-end, back-end,
+ * system), each step a round of calls in parallel with deadlines (writers.h); the thread's
+ * sequence above then runs, and the writers get Thaw (in reverse order), the shadows are recorded,
+ * and the writers get PostSnapshot. A failure that counts (docs/dbus-api.md, "Writers") at any
+ * step sends Abort to every prepared writer and discards the set.
+ *
  * One set at a time: sset_start() fails with -EBUSY (org.lvss.Error.Busy) while one runs.
  */
 
@@ -25,9 +32,17 @@
 
 #include "service/manager.h"
 
+/* CreateShadowSet's options (docs/dbus-api.md). */
+struct sset_options {
+        bool no_writers;
+        const char *backup_type; /* validated by the caller */
+        char **writers; /* required writers (NULL: none named) */
+        char **exclude; /* writers whose failure never fails the set */
+};
+
 /* Starts creating a set for the method call MSG (CreateShadowSet), which it answers later. */
 int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_context ctx,
-               sd_bus_error *error);
+               const struct sset_options *o, sd_bus_error *error);
 
 /* Asks a set being created to stop at its next step, and waits until everything is thawed and
  * the call answered (used at SIGTERM). */

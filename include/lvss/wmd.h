@@ -203,6 +203,8 @@ int lvss_wmd_new(const char *writer_name, const char *class_id, const char *inst
 /* Frees the document and everything in it; accepts NULL. */
 void lvss_wmd_free(lvss_wmd *wmd);
 
+/* Sets the usage and source types of the identity; -EINVAL for a value out of range. */
+int lvss_wmd_set_types(lvss_wmd *wmd, lvss_wmd_usage usage, lvss_wmd_source source);
 /* Sets (or replaces) the restore method; SERVICE and USER_PROCEDURE may be NULL. */
 int lvss_wmd_set_restore_method(lvss_wmd *wmd, lvss_wmd_restore_method method, const char *service,
                                 const char *user_procedure, lvss_wmd_writer_restore writer_restore,
