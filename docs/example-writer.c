@@ -12,6 +12,10 @@
  * Build: cc example-writer.c $(pkg-config --cflags --libs liblvss)
  */
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* syncfs(2) */
+#endif
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>

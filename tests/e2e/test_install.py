@@ -271,3 +271,49 @@ def test_dbus_policy(prefix, tmp_path):
             proc.wait(timeout=10)
         proc.stdout.close()
         proc.stderr.close()
+
+
+# ---- liblvss: the library, its headers and pkg-config file, as an application builds on them ----
+
+
+def staged_pkgconfig(prefix):
+    """(env, sysroot) for pkg-config to find the staged liblvss.pc with its paths under the stage."""
+    pcs = list(prefix.glob("lib/**/pkgconfig/liblvss.pc"))
+    assert pcs, f"liblvss.pc was not installed under {prefix}/lib"
+    text = pcs[0].read_text()
+    m = re.search(r"^prefix=(.*)$", text, re.M)
+    assert m, text
+    pc_prefix = m.group(1)
+    assert str(prefix).endswith(pc_prefix), (prefix, pc_prefix)
+    sysroot = str(prefix)[: len(str(prefix)) - len(pc_prefix)]
+    env = dict(os.environ, PKG_CONFIG_PATH=str(pcs[0].parent), PKG_CONFIG_SYSROOT_DIR=sysroot)
+    return env, sysroot
+
+
+def test_liblvss_exports_only_versioned_lvss_symbols(prefix):
+    libs = list(prefix.glob("lib/**/liblvss.so.0"))
+    assert libs, "liblvss.so.0 was not installed"
+    out = subprocess.run(["nm", "-D", "--defined-only", str(libs[0])], capture_output=True, text=True,
+                         check=True).stdout
+    syms = [line.split()[-1] for line in out.splitlines() if line.split()[1] in "TDBR"]
+    assert any(s.startswith("lvss_writer_connect@@LVSS_0.1") for s in syms), syms
+    assert any(s.startswith("lvss_wmd_from_xml@@LVSS_0.1") for s in syms), syms
+    stray = [s for s in syms if not (s.startswith("lvss_") and s.endswith("@@LVSS_0.1"))]
+    assert not stray, f"liblvss exports symbols outside LVSS_0.1: {stray}"
+
+
+def test_example_writer_builds_against_the_installed_library(prefix, tmp_path):
+    env, sysroot = staged_pkgconfig(prefix)
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "liblvss"], capture_output=True, text=True,
+                           env=env, check=True).stdout.split()
+    assert any(f.startswith("-I") and f.endswith("/include") for f in flags), flags
+    example = Path(__file__).resolve().parents[2] / "docs" / "example-writer.c"
+    exe = tmp_path / "example-writer"
+    proc = subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror", "-o", str(exe), str(example), *flags],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    # It runs against the staged library and says how to use it when given nothing.
+    libdir = [f[2:] for f in flags if f.startswith("-L")]
+    run_env = dict(os.environ, LD_LIBRARY_PATH=":".join(libdir))
+    proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True, env=run_env, timeout=30)
+    assert "usage" in (proc.stdout + proc.stderr).lower(), (proc.returncode, proc.stdout, proc.stderr)
