@@ -521,3 +521,62 @@ def test_example_writer_from_the_docs_runs(lvssd):
             proc.wait()
     out = proc.stdout.read()
     assert "freeze" in out.lower() and "thaw" in out.lower(), out
+
+
+def test_flooding_writer_cannot_stall_a_set(lvssd_stopped):
+    # A writer that registers, never answers an event, and floods lvssd with calls as fast as it
+    # can: a set with another writer still completes, the flooder failing at its deadline.
+    lvssd = lvssd_stopped.start(extra=["--writer-timeout", "1500"])
+    w = Writers(lvssd)
+    stop = threading.Event()
+    sent = {"n": 0}
+
+    def flood():
+        bus = d.RawBus(lvssd.socket, timeout=0.5)
+        bus.auth()
+        raw_register(bus, "flood")
+
+        def drain():
+            while not stop.is_set():
+                try:
+                    bus.recv()
+                except TimeoutError:
+                    continue
+                except (EOFError, OSError):
+                    return
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        serial = 2
+        while not stop.is_set():
+            msg = d.dbus_message(serial, "ListWriters")
+            try:
+                bus.send(msg * 50)  # the same serial 50 times: lvssd answers each anyway
+            except OSError:
+                break
+            sent["n"] += 50
+            serial += 1
+        reader.join(timeout=5)
+        bus.close()
+
+    t = threading.Thread(target=flood, daemon=True)
+    try:
+        mnt = ext4_volume(lvssd)
+        w.start("good", paths=[mnt / "data"])
+        t.start()
+        deadline = time.monotonic() + 5
+        while sent["n"] < 5000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        res = lvssd.create_set(mnt)
+        took = time.monotonic() - t0
+        by_name = {x["name"]: x for x in res["writers"]}
+        assert by_name["good"]["state"] == "stable"
+        assert by_name["flood"]["state"] == "failed-at-identify"
+        assert by_name["flood"]["failure"] == "timeout"
+        assert took < 1.5 + 6, took
+        assert sent["n"] > 5000
+    finally:
+        stop.set()
+        t.join(timeout=10)
+        w.stop_all()
