@@ -72,7 +72,8 @@ def roff_text(path):
 # ---- man pages ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("page", ["lvssd.8", "lvss.8"])
+@pytest.mark.parametrize("page", ["lvssd.8", "lvss.8", "lvss-writer-exec.8", "lvss-writer-sqlite.8",
+                                  "lvss-writer-postgres.8"])
 def test_man_page_renders_without_warnings(prefix, page):
     if not shutil.which("man"):
         pytest.skip("man is not installed")
