@@ -180,6 +180,65 @@ int mounts_find(const char *path, struct mount_entry **ret) {
         return 0;
 }
 
+struct mounts_all_ctx {
+        struct mount_entry **all;
+        size_t n, cap;
+};
+
+static int mounts_all_cb(struct mount_entry **e, void *userdata) {
+        struct mounts_all_ctx *c = userdata;
+        if (c->n == c->cap) {
+                size_t cap = c->cap ? c->cap * 2 : 64;
+                struct mount_entry **a = realloc(c->all, cap * sizeof *a);
+                if (!a)
+                        return -ENOMEM;
+                c->all = a;
+                c->cap = cap;
+        }
+        c->all[c->n++] = TAKE_PTR(*e);
+        return 0;
+}
+
+void mounts_free_all(struct mount_entry **all, size_t n) {
+        for (size_t i = 0; all && i < n; i++)
+                mount_entry_free(all[i]);
+        free(all);
+}
+
+int mounts_read_all(struct mount_entry ***ret, size_t *ret_n) {
+        if (!ret || !ret_n)
+                return -EINVAL;
+        struct mounts_all_ctx c = {};
+        int r = mounts_foreach(mounts_all_cb, &c);
+        if (r < 0) {
+                mounts_free_all(c.all, c.n);
+                return r;
+        }
+        *ret = c.all;
+        *ret_n = c.n;
+        return 0;
+}
+
+const struct mount_entry *mounts_holding(struct mount_entry *const *all, size_t n, const char *path) {
+        const struct mount_entry *best = NULL;
+        size_t best_len = 0;
+        if (!path || path[0] != '/')
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                const char *mp = all[i]->mountpoint;
+                size_t l = strlen(mp);
+                while (l > 1 && mp[l - 1] == '/')
+                        l--;
+                bool holds = l == 1 ? mp[0] == '/'
+                                    : strncmp(path, mp, l) == 0 && (path[l] == '/' || path[l] == 0);
+                if (holds && (!best || l >= best_len)) {
+                        best = all[i];
+                        best_len = l;
+                }
+        }
+        return best;
+}
+
 struct mounts_id_ctx {
         int id;
         struct mount_entry *found;

@@ -63,6 +63,16 @@ int mounts_find_by_id(int mount_id, struct mount_entry **ret);
  * made on the descriptor hold for whatever is then done through /proc/self/fd/N. */
 int mounts_open_dir_nofollow(const char *path, int *ret_fd);
 
+/* Every line of /proc/self/mountinfo, in table order; free with mounts_free_all(). */
+int mounts_read_all(struct mount_entry ***ret, size_t *ret_n);
+void mounts_free_all(struct mount_entry **all, size_t n);
+
+/* The mount of ALL that holds the absolute PATH by its text alone: the one with the longest mount
+ * point that is PATH or a '/'-bounded prefix of it (the last in table order among equals: the
+ * topmost). PATH itself is never looked at (no stat, no symlink followed: a path on a hung network
+ * filesystem cannot block). NULL if PATH is not absolute or nothing holds it. */
+const struct mount_entry *mounts_holding(struct mount_entry *const *all, size_t n, const char *path);
+
 /* The mount ID of the mount that FD (any descriptor) is on (statx STATX_MNT_ID). */
 int mounts_fd_mount_id(int fd, int *ret);
 

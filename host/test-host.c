@@ -467,10 +467,44 @@ static int test_errors(void) {
         return 0;
 }
 
+static int test_holding(void) {
+        static const char *const lines[] = {
+                "1 0 8:1 / / rw - ext4 /dev/sda1 rw",         "2 1 7:0 / /srv rw - ext4 /dev/loop0 rw",
+                "3 2 7:1 / /srv/data rw - xfs /dev/loop1 rw", "4 1 0:5 / /srv/data2 rw - tmpfs tmpfs rw",
+                "5 2 7:2 / /srv rw - ext4 /dev/loop2 rw", /* mounted over /srv */
+        };
+        struct mount_entry *all[ELEMENTSOF(lines)];
+        for (size_t i = 0; i < ELEMENTSOF(lines); i++)
+                CHECK_R(mounts_parse_line(lines[i], &all[i]), 0);
+        size_t n = ELEMENTSOF(lines);
+        CHECK(mounts_holding(all, n, "/etc/passwd")->mount_id == 1);
+        CHECK(mounts_holding(all, n, "/")->mount_id == 1);
+        CHECK(mounts_holding(all, n, "/srv")->mount_id == 5); /* the topmost */
+        CHECK(mounts_holding(all, n, "/srv/x/y")->mount_id == 5);
+        CHECK(mounts_holding(all, n, "/srv/data")->mount_id == 3);
+        CHECK(mounts_holding(all, n, "/srv/data/db/main.db")->mount_id == 3);
+        CHECK(mounts_holding(all, n, "/srv/data2/f")->mount_id == 4); /* not /srv/data's */
+        CHECK(mounts_holding(all, n, "/srv/datafile")->mount_id == 5);
+        CHECK(!mounts_holding(all, n, "relative/path"));
+        CHECK(!mounts_holding(all, n, NULL));
+        CHECK(!mounts_holding(all, 1, "x"));
+        for (size_t i = 0; i < n; i++)
+                mount_entry_free(all[i]);
+        struct mount_entry **real = NULL;
+        size_t n_real = 0;
+        CHECK_R(mounts_read_all(&real, &n_real), 0);
+        CHECK(n_real > 0 && mounts_holding(real, n_real, "/proc/self") != NULL);
+        mounts_free_all(real, n_real);
+        return 0;
+}
+
 int main(void) {
         if (test_parse() < 0)
                 return EXIT_FAILURE;
         printf("mountinfo parser ok\n");
+        if (test_holding() < 0)
+                return EXIT_FAILURE;
+        printf("mounts_holding ok\n");
 
         if (geteuid() != 0 || access("/dev/loop-control", F_OK) < 0) {
                 printf("skipped: needs root and /dev/loop-control\n");

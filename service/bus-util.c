@@ -47,3 +47,46 @@ int bus_error_setf(sd_bus_error *error, int r, const char *name, const char *fmt
         free(msg);
         return r;
 }
+
+/* The length of the valid UTF-8 sequence at S (1-4), or 0 if none starts there. */
+static size_t utf8_seq_len(const unsigned char *s) {
+        unsigned char c = s[0];
+        if (c < 0x80)
+                return 1;
+        size_t n;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF)
+                n = 2;
+        else if (c >= 0xE0 && c <= 0xEF) {
+                n = 3;
+                if (c == 0xE0)
+                        lo = 0xA0; /* no overlong forms */
+                else if (c == 0xED)
+                        hi = 0x9F; /* no surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+                n = 4;
+                if (c == 0xF0)
+                        lo = 0x90;
+                else if (c == 0xF4)
+                        hi = 0x8F;
+        } else
+                return 0;
+        if (s[1] < lo || s[1] > hi)
+                return 0;
+        for (size_t i = 2; i < n; i++)
+                if (s[i] < 0x80 || s[i] > 0xBF)
+                        return 0;
+        return n;
+}
+
+void utf8_scrub(char *s) {
+        unsigned char *p = (unsigned char *) s;
+        while (p && *p) {
+                size_t n = utf8_seq_len(p);
+                if (n == 0) {
+                        *p++ = '?';
+                        continue;
+                }
+                p += n;
+        }
+}

@@ -23,3 +23,8 @@ int bus_error_setf(sd_bus_error *error, int r, const char *name, const char *fmt
  * -EDQUOT NoSpace, -ETIMEDOUT Timeout, -EACCES and -EPERM AccessDenied, -EINVAL InvalidArgument,
  * anything else Failed. */
 const char *bus_error_name_from_errno(int r);
+
+/* Replaces in place every byte of S that is not part of a valid UTF-8 sequence (a sequence cut by
+ * truncation included) with '?': sd-bus refuses invalid UTF-8 in a string, and a reply that cannot
+ * be sent leaves its caller waiting. */
+void utf8_scrub(char *s);

@@ -409,9 +409,10 @@ static int append_shadow(sd_bus_message *reply, struct shadow *s) {
         bool invalid = s->volume->provider->snapshot_get(s->volume->pv, s->snap_id, &ps) >= 0 && ps.invalid;
         r = sd_bus_message_append(reply, "sssssstbs", s->id, s->set_id, s->volume->name,
                                   s->volume->provider->name, context_to_string(s->context),
-                                  s->vanished ? "vanished"
-                                  : invalid   ? "invalid"
-                                              : "created",
+                                  s->pending    ? "pending"
+                                  : s->vanished ? "vanished"
+                                  : invalid     ? "invalid"
+                                                : "created",
                                   s->created_usec, s->persistent, s->path);
         if (r < 0)
                 return r;
@@ -770,6 +771,12 @@ static int method_list_providers(sd_bus_message *msg, void *userdata, sd_bus_err
         return sd_bus_send(NULL, reply, NULL);
 }
 
+static void on_registered_identify(struct writer *w, wevent ev, int r, sd_bus_message *reply,
+                                   const char *error_name, const char *error_message, void *userdata) {
+        if (r == 0 && writer_parse_identity(w, reply, NULL) < 0)
+                fprintf(stderr, "lvssd: writer %s answered Identify with garbage\n", w->name);
+}
+
 static int method_register_writer(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         struct manager *m = userdata;
         struct conn *c = conn_of(m, msg);
@@ -783,7 +790,15 @@ static int method_register_writer(sd_bus_message *msg, void *userdata, sd_bus_er
         int r = writers_register(m, msg, c->uid, &w, error);
         if (r < 0)
                 return r;
-        return sd_bus_reply_method_return(msg, "s", w->instance_id);
+        r = sd_bus_reply_method_return(msg, "s", w->instance_id);
+        if (r < 0)
+                return r;
+        /* Its metadata at once, so that a set knows the writer's components even if the writer
+         * then fails to answer the set's own Identify. */
+        (void) writer_call(w, WEV_IDENTIFY, NULL,
+                           m->writer_timeout_ms ? m->writer_timeout_ms : LVSS_WRITER_TIMEOUT_MS, NULL,
+                           on_registered_identify, NULL);
+        return 1;
 }
 
 static int method_unregister_writer(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -812,26 +827,28 @@ static int method_list_writers(sd_bus_message *msg, void *userdata, sd_bus_error
         return sd_bus_send(NULL, reply, NULL);
 }
 
-/* GetWriterMetadata: asks the writer (Identify) and answers the caller when it has. */
+/* GetWriterMetadata: asks the writer (Identify) and answers the caller when it has. The writer's
+ * state is not touched: a set may be in progress, and this call is only a reader's. */
 static void on_metadata(struct writer *w, wevent ev, int r, sd_bus_message *reply, const char *error_name,
                         const char *error_message, void *userdata) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = userdata;
-        const char *xml;
         lvss_wmd *wmd = NULL;
         _cleanup_free_ char *canonical = NULL;
-        uint32_t deadline =
-                w->manager->writer_timeout_ms ? w->manager->writer_timeout_ms : LVSS_WRITER_TIMEOUT_MS;
+        struct manager *m = w->manager;
+        uint32_t deadline = m->writer_timeout_ms ? m->writer_timeout_ms : LVSS_WRITER_TIMEOUT_MS;
 
+        w->n_metadata_calls--;
         if (r == 0 &&
-            (sd_bus_message_read(reply, "s", &xml) < 0 || lvss_wmd_from_xml(xml, strlen(xml), &wmd) < 0 ||
-             lvss_wmd_to_xml(wmd, &canonical, NULL) < 0))
+            (writer_parse_identity(w, reply, &wmd) < 0 || lvss_wmd_to_xml(wmd, &canonical, NULL) < 0))
                 r = -EBADMSG;
         lvss_wmd_free(wmd);
         if (r < 0) {
-                (void) writer_fail_from_reply(w, ev, r, error_name, error_message, deadline);
+                char why[256];
+                (void) writer_describe_failure(w, ev, r, error_name, error_message, deadline, why,
+                                               sizeof why);
                 (void) sd_bus_reply_method_errorf(msg,
                                                   r == -ETIMEDOUT ? LVSS_ERROR_TIMEOUT : LVSS_ERROR_FAILED,
-                                                  "Writer %s %s.", w->name, w->message);
+                                                  "Writer %s %s.", w->name, why);
                 return;
         }
         (void) sd_bus_reply_method_return(msg, "s", canonical);
@@ -847,6 +864,11 @@ static int method_get_writer_metadata(sd_bus_message *msg, void *userdata, sd_bu
         if (!w)
                 return bus_error_setf(error, -ENOENT, LVSS_ERROR_NOT_FOUND,
                                       "There is no writer %s: see `lvss list writers`.", name);
+        if (w->n_metadata_calls >= LVSS_WRITER_METADATA_CALLS_MAX)
+                return bus_error_setf(error, -EBUSY, LVSS_ERROR_BUSY,
+                                      "Writer %s is being asked for its metadata %u times already: retry "
+                                      "when it has answered.",
+                                      w->name, w->n_metadata_calls);
         r = writer_call(w, WEV_IDENTIFY, NULL,
                         m->writer_timeout_ms ? m->writer_timeout_ms : LVSS_WRITER_TIMEOUT_MS, NULL,
                         on_metadata, sd_bus_message_ref(msg));
@@ -854,6 +876,7 @@ static int method_get_writer_metadata(sd_bus_message *msg, void *userdata, sd_bu
                 sd_bus_message_unref(msg);
                 return r;
         }
+        w->n_metadata_calls++;
         return 1;
 }
 

@@ -333,6 +333,11 @@ void manager_gc_sets(struct manager *m) {
 int manager_delete_shadow(struct manager *m, struct shadow *s, sd_bus_error *error) {
         int r;
 
+        if (s->pending)
+                return bus_error_setf(error, -EBUSY, LVSS_ERROR_BUSY,
+                                      "Shadow %s belongs to a set still being made (its writers are told "
+                                      "Thaw and PostSnapshot): retry in a moment.",
+                                      s->id);
         manager_refresh_exposed(s);
         if (s->exposed && s->exposed[0])
                 return bus_error_setf(error, -EBUSY, LVSS_ERROR_BUSY,
@@ -776,6 +781,11 @@ int manager_expose(struct manager *m, struct shadow *s, const char *mountpoint, 
         struct stat st;
         int r;
 
+        if (s->pending)
+                return bus_error_setf(error, -EBUSY, LVSS_ERROR_BUSY,
+                                      "Shadow %s belongs to a set still being made (its writers are told "
+                                      "Thaw and PostSnapshot): retry in a moment.",
+                                      s->id);
         if (mountpoint[0] != '/')
                 return bus_error_setf(
                         error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
@@ -1092,6 +1102,11 @@ int manager_revert(struct manager *m, struct shadow *s, bool force, sd_bus_error
         char **mps = NULL;
         int r;
 
+        if (s->pending)
+                return bus_error_setf(error, -EBUSY, LVSS_ERROR_BUSY,
+                                      "Shadow %s belongs to a set still being made (its writers are told "
+                                      "Thaw and PostSnapshot): retry in a moment.",
+                                      s->id);
         if (!v->provider->revert)
                 return bus_error_setf(error, -EOPNOTSUPP, LVSS_ERROR_FAILED,
                                       "Provider %s cannot revert a volume to a shadow copy.",

@@ -65,6 +65,7 @@ struct shadow {
         bool persistent;
         bool exported;
         bool vanished; /* its snapshot was reclaimed for room, but its file is still open */
+        bool pending; /* its set is still being made (writers' Thaw, PostSnapshot): not usable yet */
         char *path; /* RUNTIME/dev/shadows/ID */
         char **exposed; /* mount points, NULL-terminated (may be NULL) */
 };
@@ -115,6 +116,8 @@ struct manager {
 
         struct writer *writers; /* registered writers (writers.h) */
         size_t n_writers;
+        uint64_t set_generation; /* counts the sets started: tells a writer's answers to an
+                                  * earlier set from those to the current one */
 
         struct sset_job *job; /* the set being created, if any */
         struct catalog *loaded; /* the catalog as read at start */

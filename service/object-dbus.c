@@ -220,9 +220,10 @@ GETTER(shadow_prop) {
                 bool invalid =
                         s->volume->provider->snapshot_get(s->volume->pv, s->snap_id, &ps) >= 0 && ps.invalid;
                 return sd_bus_message_append(reply, "s",
-                                             s->vanished ? "vanished"
-                                             : invalid   ? "invalid"
-                                                         : "created");
+                                             s->pending    ? "pending"
+                                             : s->vanished ? "vanished"
+                                             : invalid     ? "invalid"
+                                                           : "created");
         }
         if (strcmp(property, "Path") == 0)
                 return sd_bus_message_append(reply, "s", s->path);

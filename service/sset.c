@@ -95,7 +95,11 @@ struct sset_job {
         int phase;
         unsigned outstanding; /* calls of the current round not answered yet */
         bool worker_started, recorded;
-        dev_t devs[LVSS_MAX_SET_VOLUMES * 4]; /* st_dev of each of FDS */
+        uint64_t generation; /* the manager's set count when this set started */
+        pthread_t presync_thread; /* the first syncfs passes, while writers prepare */
+        int presync_efd;
+        sd_event_source *presync_source;
+        bool presync_running, presynced;
         uint64_t snapped_usec; /* CLOCK_MONOTONIC, when the last snapshot was made (worker) */
 
         /* results */
@@ -122,6 +126,7 @@ static void job_fail(struct sset_job *j, int r, const char *name, const char *fm
         va_start(ap, fmt);
         vsnprintf(j->error_msg, sizeof j->error_msg, fmt, ap);
         va_end(ap);
+        utf8_scrub(j->error_msg);
 }
 
 static void job_free(struct sset_job *j) {
@@ -133,6 +138,9 @@ static void job_free(struct sset_job *j) {
         sd_event_source_unref(j->source);
         if (j->efd >= 0)
                 close(j->efd);
+        sd_event_source_unref(j->presync_source);
+        if (j->presync_efd >= 0)
+                close(j->presync_efd);
         sd_bus_message_unref(j->msg);
         for (size_t i = 0; i < j->n_writers; i++)
                 writer_unref(j->writers[i]);
@@ -277,6 +285,24 @@ static void guardian_stop(pid_t pid, int fd) {
         (void) waitpid(pid, NULL, 0);
 }
 
+/* syncfs of every file system of the set, again while a pass takes long and each is at most half
+ * as long as the one before, at most MAX_PASSES times. Writers go on dirtying pages while a long
+ * sync runs: syncing again while that converges leaves the freeze as little to flush as can be;
+ * under writers that keep pace with the disk it does not converge, and more passes would only make
+ * the set slower to start (bench/RESULTS.md, hold_ms through lvssd). */
+static void sync_passes(struct sset_job *j, int max_passes) {
+        uint64_t last = UINT64_MAX;
+        for (int pass = 0; pass < max_passes; pass++) {
+                uint64_t t = now_usec(CLOCK_MONOTONIC);
+                for (size_t i = 0; i < j->n_fds; i++)
+                        (void) syncfs(j->fds[i]);
+                uint64_t took = now_usec(CLOCK_MONOTONIC) - t;
+                if (took < 20000 || took > last / 2)
+                        break;
+                last = took;
+        }
+}
+
 static void *worker_main(void *p) {
         struct sset_job *j = p;
         pthread_t wd;
@@ -286,21 +312,10 @@ static void *worker_main(void *p) {
         uint64_t t0 = 0, t_frozen = 0, t_end;
         int r;
 
-        /* Flush dirty data while nothing is frozen yet, so that the freeze has little left to do. */
-        /* Writers go on dirtying pages while a long sync runs: sync again while that converges
-         * (each pass at most half as long as the one before), so that the freeze finds as little
-         * as can be; under writers that keep pace with the disk it does not, and a third pass
-         * would only make the set slower to start (bench/RESULTS.md, hold_ms through lvssd). */
-        uint64_t last = UINT64_MAX;
-        for (int pass = 0; pass < 3; pass++) {
-                uint64_t t = now_usec(CLOCK_MONOTONIC);
-                for (size_t i = 0; i < j->n_fds; i++)
-                        (void) syncfs(j->fds[i]);
-                uint64_t took = now_usec(CLOCK_MONOTONIC) - t;
-                if (took < 20000 || took > last / 2)
-                        break;
-                last = took;
-        }
+        /* Flush dirty data before the freeze, so that the freeze has little left to do. With
+         * writers, the passes ran while they prepared (not inside their freeze windows): one more
+         * pass now catches what came since. */
+        sync_passes(j, j->presynced ? 1 : 3);
 
         t0 = now_usec(CLOCK_MONOTONIC);
         clock_gettime(CLOCK_MONOTONIC, &j->deadline);
@@ -496,28 +511,31 @@ static uint32_t deadline_for(struct sset_job *j, struct writer *w, wevent ev) {
                                                                          : LVSS_WRITER_TIMEOUT_MS;
 }
 
-/* Adds to W->components its components with a file set on a filesystem the set freezes. */
-static int select_components(struct sset_job *j, struct writer *w) {
-        for (size_t i = 0; w->wmd && i < lvss_wmd_get_n_components(w->wmd); i++) {
-                const lvss_wmd_component *c = lvss_wmd_get_component(w->wmd, i);
+/* Adds to W->components the components of WMD with a file set on a filesystem the set freezes.
+ * By the paths' text and the mount table only: a writer's paths are never looked up, so one on a
+ * hung network filesystem cannot block lvssd. */
+static int select_components(struct sset_job *j, struct writer *w, const lvss_wmd *wmd) {
+        struct mount_entry **all = NULL;
+        size_t n_all = 0;
+        dev_t devs[ELEMENTSOF(j->mount_ids)];
+        size_t n_devs = 0;
+        int r = mounts_read_all(&all, &n_all);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n_all; i++)
+                for (size_t k = 0; k < j->n_fds; k++)
+                        if (all[i]->mount_id == j->mount_ids[k] && n_devs < ELEMENTSOF(devs))
+                                devs[n_devs++] = all[i]->dev;
+        for (size_t i = 0; r >= 0 && wmd && i < lvss_wmd_get_n_components(wmd); i++) {
+                const lvss_wmd_component *c = lvss_wmd_get_component(wmd, i);
                 bool on_set = false;
                 for (int kind = 0; kind < _LVSS_WMD_FILES_MAX && !on_set; kind++)
                         for (size_t k = 0; k < lvss_wmd_component_get_n_files(c, kind) && !on_set; k++) {
                                 const lvss_wmd_file_set *f = lvss_wmd_component_get_files(c, kind, k);
-                                _cleanup_free_ char *p = strdup(lvss_wmd_file_set_get_path(f));
-                                struct stat st;
-                                if (!p)
-                                        return -ENOMEM;
-                                /* The nearest existing directory holds the files to come. */
-                                while (stat(p, &st) < 0 && strcmp(p, "/") != 0) {
-                                        char *slash = strrchr(p, '/');
-                                        if (slash == p)
-                                                slash[1] = 0;
-                                        else
-                                                *slash = 0;
-                                }
-                                for (size_t d = 0; d < j->n_fds && !on_set; d++)
-                                        on_set = st.st_dev == j->devs[d];
+                                const struct mount_entry *e =
+                                        mounts_holding(all, n_all, lvss_wmd_file_set_get_path(f));
+                                for (size_t d = 0; e && d < n_devs && !on_set; d++)
+                                        on_set = e->dev == devs[d];
                         }
                 if (!on_set)
                         continue;
@@ -525,9 +543,17 @@ static int select_components(struct sset_job *j, struct writer *w) {
                 if (asprintf(&full, "%s/%s", lvss_wmd_component_get_logical_path(c),
                              lvss_wmd_component_get_name(c)) < 0 ||
                     strv_push(&w->components, full) < 0)
-                        return -ENOMEM;
+                        r = -ENOMEM;
         }
-        return 0;
+        mounts_free_all(all, n_all);
+        return r;
+}
+
+static size_t job_backup_metadata_bytes(struct sset_job *j) {
+        size_t n = 0;
+        for (size_t i = 0; i < j->n_writers; i++)
+                n += j->writers[i]->backup_metadata_bytes;
+        return n;
 }
 
 /* The first failure that counts, as the set's error (a deadline: Timeout; else WriterFailed). */
@@ -550,19 +576,17 @@ static void on_writer_reply(struct writer *w, wevent ev, int r, sd_bus_message *
         uint32_t deadline = deadline_for(j, w, ev);
 
         if (r == 0 && ev == WEV_IDENTIFY) {
-                const char *xml;
                 lvss_wmd_free(w->wmd);
                 w->wmd = NULL;
-                if (sd_bus_message_read(reply, "s", &xml) < 0 ||
-                    lvss_wmd_from_xml(xml, strlen(xml), &w->wmd) < 0)
+                r = writer_parse_identity(w, reply, &w->wmd);
+        } else if (r == 0) {
+                size_t used = job_backup_metadata_bytes(j);
+                if (writer_read_backup_metadata(w, reply,
+                                                used < LVSS_BACKUP_METADATA_SET_MAX
+                                                        ? LVSS_BACKUP_METADATA_SET_MAX - used
+                                                        : 0) < 0)
                         r = -EBADMSG;
-                else if (strcmp(lvss_wmd_get_writer_name(w->wmd), w->name) != 0 ||
-                         strcmp(lvss_wmd_get_class_id(w->wmd), w->class_id) != 0) {
-                        r = -EBADMSG;
-                        error_message = "its metadata names another writer or class";
-                }
-        } else if (r == 0 && writer_read_backup_metadata(w, reply) < 0)
-                r = -EBADMSG;
+        }
 
         if (r < 0) {
                 if (w->state != WSTATE_FAILED || ev != WEV_ABORT)
@@ -594,27 +618,30 @@ static void on_writer_reply(struct writer *w, wevent ev, int r, sd_bus_message *
                 default:
                         break;
                 }
-        if (ev == WEV_IDENTIFY && r == 0) {
-                r = select_components(j, w);
-                if (r < 0)
-                        job_fail(j, r, NULL, "Cannot select the components of writer %s: %s.", w->name,
-                                 strerror(-r));
+        if (ev == WEV_IDENTIFY) {
+                /* A writer that fails Identify is judged by the last metadata it gave (at its
+                 * registration, say): its failure still counts if its data is on the set. */
+                int k = select_components(j, w, r == 0 ? w->wmd : w->last_wmd);
+                if (k < 0)
+                        job_fail(j, k, NULL, "Cannot select the components of writer %s: %s.", w->name,
+                                 strerror(-k));
                 w->counts = !strv_contains(j->excluded, w->name) &&
                             (j->required ? strv_contains(j->required, w->name) : w->components != NULL);
+                if (r < 0) {
+                        strv_free(w->components);
+                        w->components = NULL;
+                }
         }
-        if (ev == WEV_IDENTIFY && r < 0)
-                w->counts = !strv_contains(j->excluded, w->name) &&
-                            (j->required ? strv_contains(j->required, w->name) : false);
 
         if (--j->outstanding == 0)
                 job_advance(j);
 }
 
+/* An Abort's answer, which nobody waits for: USERDATA is the generation of the set it was for, so
+ * that an answer that comes after the next set started changes nothing of that set. */
 static void on_abort_reply(struct writer *w, wevent ev, int r, sd_bus_message *reply, const char *error_name,
                            const char *error_message, void *userdata) {
-        if (r == 0 && writer_read_backup_metadata(w, reply) < 0)
-                r = -EBADMSG;
-        if (w->state == WSTATE_FAILED)
+        if (w->set_generation != (uint64_t) (uintptr_t) userdata || w->state == WSTATE_FAILED)
                 return;
         if (r < 0)
                 (void) writer_fail_from_reply(w, ev, r, error_name, error_message,
@@ -622,6 +649,16 @@ static void on_abort_reply(struct writer *w, wevent ev, int r, sd_bus_message *r
                                                                             : LVSS_WRITER_TIMEOUT_MS);
         else
                 w->state = WSTATE_STABLE;
+}
+
+/* Tells every prepared writer that FAILED (or every prepared one) Abort, without waiting. */
+static void job_send_aborts(struct sset_job *j, bool failed_only) {
+        for (size_t i = 0; i < j->n_writers; i++) {
+                struct writer *w = j->writers[i];
+                if (w->prepared && w->registered && (!failed_only || w->state == WSTATE_FAILED))
+                        (void) writer_call(w, WEV_ABORT, j->set_id, deadline_for(j, w, WEV_ABORT), NULL,
+                                           on_abort_reply, (void *) (uintptr_t) j->generation);
+        }
 }
 
 /* Sends EV to every writer W of the set for which PICK(j, w) holds; returns how many. */
@@ -693,6 +730,54 @@ static unsigned job_round(struct sset_job *j, wevent ev, int level) {
 
 static int on_job_done(sd_event_source *s, int fd, uint32_t revents, void *userdata);
 
+static void sync_passes(struct sset_job *j, int max_passes);
+
+static void *presync_main(void *p) {
+        struct sset_job *j = p;
+        sync_passes(j, 3);
+        uint64_t one = 1;
+        (void) !write(j->presync_efd, &one, sizeof one);
+        return NULL;
+}
+
+static void presync_join(struct sset_job *j) {
+        if (!j->presync_running)
+                return;
+        pthread_join(j->presync_thread, NULL);
+        j->presync_running = false;
+        j->presync_source = sd_event_source_disable_unref(j->presync_source);
+}
+
+static int on_presync_done(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        struct sset_job *j = userdata;
+        uint64_t v;
+        (void) !read(j->presync_efd, &v, sizeof v);
+        presync_join(j);
+        j->presynced = true;
+        if (--j->outstanding == 0)
+                job_advance(j);
+        return 0;
+}
+
+/* Starts the first syncfs passes on a thread; 0 if started. */
+static int job_start_presync(struct sset_job *j) {
+        if (j->n_fds == 0)
+                return -ENOENT;
+        j->presync_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (j->presync_efd < 0)
+                return -errno;
+        int r = sd_event_add_io(j->manager->event, &j->presync_source, j->presync_efd, EPOLLIN,
+                                on_presync_done, j);
+        if (r < 0)
+                return r;
+        if (pthread_create(&j->presync_thread, NULL, presync_main, j) != 0) {
+                j->presync_source = sd_event_source_disable_unref(j->presync_source);
+                return -EAGAIN;
+        }
+        j->presync_running = true;
+        return 0;
+}
+
 static void job_start_worker(struct sset_job *j) {
         struct manager *m = j->manager;
         int r;
@@ -728,10 +813,13 @@ static void job_record(struct sset_job *j) {
         int r = manager_add_set(m, j->set_id, j->ctx, j->created_usec, j->hold_usec);
         for (; r >= 0 && added < j->n_targets; added++) {
                 struct sset_target *t = &j->targets[added];
+                struct shadow *sh = NULL;
                 r = manager_add_shadow(m, t->volume, t->shadow_id, j->set_id, t->snap_id, j->ctx,
-                                       j->created_usec, j->persistent, NULL);
-                if (r >= 0)
+                                       j->created_usec, j->persistent, &sh);
+                if (r >= 0) {
                         t->snapped = false; /* the model owns it now */
+                        sh->pending = j->n_writers > 0;
+                }
         }
         j->recorded = true;
         if (r >= 0 && j->persistent)
@@ -746,9 +834,13 @@ static void job_discard(struct sset_job *j) {
         for (size_t i = 0; i < j->n_targets; i++) {
                 struct sset_target *t = &j->targets[i];
                 struct shadow *sh = j->recorded ? manager_find_shadow(m, t->shadow_id) : NULL;
-                if (sh)
-                        (void) manager_delete_shadow(m, sh, NULL);
-                else if (t->snapped)
+                if (sh) {
+                        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+                        sh->pending = false;
+                        if (manager_delete_shadow(m, sh, &e) < 0)
+                                fprintf(stderr, "lvssd: set %s failed, but its shadow %s stays: %s\n",
+                                        j->set_id, sh->id, e.message ? e.message : "cannot delete it");
+                } else if (t->snapped)
                         (void) t->provider->snapshot_delete(t->pv, t->snap_id);
                 t->snapped = false;
         }
@@ -762,17 +854,32 @@ static void job_discard(struct sset_job *j) {
 static void job_end(struct sset_job *j) {
         struct manager *m = j->manager;
         if (j->r == 0) {
+                for (size_t i = 0; i < j->n_targets; i++) {
+                        struct shadow *sh = manager_find_shadow(m, j->targets[i].shadow_id);
+                        if (sh)
+                                sh->pending = false;
+                }
                 for (size_t i = 0; i < j->n_writers; i++)
                         if (j->writers[i]->state != WSTATE_FAILED)
                                 j->writers[i]->state = WSTATE_STABLE;
+                /* Writers that failed without failing the set (excluded, or without data on it)
+                 * are told Abort, as VSS does: one that froze late must not stay so. */
+                job_send_aborts(j, true);
                 fprintf(stderr,
                         "lvssd: set %s (%s): %zu shadow(s), %zu writer(s), hold %.3f ms (freeze %.3f ms)\n",
                         j->set_id, context_to_string(j->ctx), j->n_targets, j->n_writers,
                         (double) j->hold_usec / 1000.0, (double) j->freeze_usec / 1000.0);
                 int r = reply_set(j);
-                if (r < 0)
-                        fprintf(stderr, "lvssd: cannot answer the set's requester (gone?): %s\n",
+                if (r < 0) {
+                        /* An answer that cannot be sent must not leave a set its requester never
+                         * heard of (nor the requester waiting, if it is still there). */
+                        fprintf(stderr, "lvssd: cannot answer the set's requester: %s; discarding the set\n",
                                 strerror(-r));
+                        job_fail(j, r, NULL, "The set could not be sent back (%s): it was discarded.",
+                                 strerror(-r));
+                        job_discard(j);
+                        (void) sd_bus_reply_method_errorf(j->msg, j->error_name, "%s", j->error_msg);
+                }
         } else {
                 fprintf(stderr, "lvssd: set %s failed: %s\n", j->set_id, j->error_msg);
                 (void) sd_bus_reply_method_errorf(j->msg, j->error_name, "%s", j->error_msg);
@@ -798,10 +905,18 @@ static void job_enter(struct sset_job *j, int phase) {
                 if (job_round(j, WEV_PREPARE_FOR_BACKUP, 0) == 0)
                         job_advance(j);
                 return;
-        case PH_PREPARE_SNAPSHOT:
-                if (job_round(j, WEV_PREPARE_FOR_SNAPSHOT, 0) == 0)
+        case PH_PREPARE_SNAPSHOT: {
+                /* The file systems' first syncs run meanwhile, not inside the writers' freeze
+                 * windows; the step ends when both are done. */
+                unsigned n = job_round(j, WEV_PREPARE_FOR_SNAPSHOT, 0);
+                if (job_start_presync(j) == 0) {
+                        j->outstanding++;
+                        n++;
+                }
+                if (n == 0)
                         job_advance(j);
                 return;
+        }
         case PH_FREEZE_FRONT_END:
         case PH_FREEZE_BACK_END:
         case PH_FREEZE_SYSTEM:
@@ -827,12 +942,7 @@ static void job_enter(struct sset_job *j, int phase) {
                 /* Every prepared writer is told, and the requester answered at once: a writer that
                  * hangs (perhaps the one that failed) must not hold the answer up. Their answers
                  * only update their states. */
-                for (size_t i = 0; i < j->n_writers; i++) {
-                        struct writer *w = j->writers[i];
-                        if (w->prepared && w->registered)
-                                (void) writer_call(w, WEV_ABORT, j->set_id, deadline_for(j, w, WEV_ABORT),
-                                                   NULL, on_abort_reply, NULL);
-                }
+                job_send_aborts(j, false);
                 job_end(j);
                 return;
         default:
@@ -851,7 +961,9 @@ static void job_advance(struct sset_job *j) {
                 job_enter(j, PH_ABORT);
                 return;
         }
-        if (j->phase == PH_THAW_FRONT_END) {
+        /* Recorded (and the catalog saved) at once, so that a crash during the writers' Thaw and
+         * PostSnapshot leaves no snapshot the catalog does not know; pending until the end. */
+        if (j->phase == PH_WORKER) {
                 job_record(j);
                 if (j->r < 0) {
                         job_discard(j);
@@ -896,6 +1008,7 @@ int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_cont
         if (!j)
                 return -ENOMEM;
         j->efd = -1;
+        j->presync_efd = -1;
         pthread_mutex_init(&j->lock, NULL);
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
@@ -1021,14 +1134,10 @@ int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_cont
                 }
         }
 
-        for (size_t i = 0; i < j->n_fds; i++) {
-                struct stat st;
-                j->devs[i] = fstat(j->fds[i], &st) == 0 ? st.st_dev : (dev_t) -1;
-        }
-
         /* The writers of the set: every registered one, unless the context has none or the
          * requester said so. A required writer must be there. */
         snprintf(j->backup_type, sizeof j->backup_type, "%s", o && o->backup_type ? o->backup_type : "full");
+        j->generation = ++m->set_generation;
         bool with_writers = context_writers(ctx) && !(o && o->no_writers);
         for (size_t i = 0; with_writers && o && o->writers && o->writers[i]; i++) {
                 if (!writers_find(m, o->writers[i])) {
@@ -1055,6 +1164,7 @@ int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_cont
                         goto fail;
                 }
                 for (struct writer *w = m->writers; w; w = w->next) {
+                        w->set_generation = j->generation;
                         w->state = WSTATE_STABLE;
                         w->failure = WFAIL_NONE;
                         w->message[0] = 0;
@@ -1065,6 +1175,7 @@ int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_cont
                         w->components = NULL;
                         strv_free(w->backup_metadata);
                         w->backup_metadata = NULL;
+                        w->backup_metadata_bytes = 0;
                         j->writers[j->n_writers++] = writer_ref(w);
                 }
         }
@@ -1085,6 +1196,7 @@ void sset_abort_and_wait(struct manager *m) {
         if (!j)
                 return;
         atomic_store(&j->abort, true);
+        presync_join(j);
         /* The worker ends within the hold window; wait for its signal, then finish on this thread. */
         if (j->worker_started) {
                 for (;;) {

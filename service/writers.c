@@ -144,12 +144,14 @@ static void writer_clear_set_state(struct writer *w) {
         w->components = NULL;
         strv_free(w->backup_metadata);
         w->backup_metadata = NULL;
+        w->backup_metadata_bytes = 0;
 }
 
 struct writer *writer_unref(struct writer *w) {
         if (!w || --w->n_ref > 0)
                 return NULL;
         writer_clear_set_state(w);
+        lvss_wmd_free(w->last_wmd);
         sd_bus_unref(w->bus);
         free(w->name);
         free(w->class_id);
@@ -577,8 +579,9 @@ void writer_send_noreply(struct writer *w, wevent ev, const char *set_id) {
         if (!w->registered || new_event_message(w, ev, set_id, 1000, NULL, &m) < 0)
                 return;
         (void) sd_bus_message_set_expect_reply(m, false);
+        /* Queued only: no flush, which would wait for ever on a writer that does not read. The
+         * connection closes when lvssd exits, and liblvss thaws a frozen writer then anyway. */
         (void) sd_bus_send(w->bus, m, NULL);
-        (void) sd_bus_flush(w->bus);
 }
 
 /* ---- outcomes ---- */
@@ -591,6 +594,7 @@ void writer_fail(struct writer *w, wevent ev, wfailure failure, const char *fmt,
         va_start(ap, fmt);
         vsnprintf(w->message, sizeof w->message, fmt, ap);
         va_end(ap);
+        utf8_scrub(w->message);
         fprintf(stderr, "lvssd: writer %s failed at %s (%s): %s\n", w->name, wevent_to_string(ev),
                 wfailure_to_string(failure), w->message);
 }
@@ -601,10 +605,11 @@ static void sanitize(const char *s, char *buf, size_t size) {
         for (; s && *s && n + 1 < size && n < 160; s++)
                 buf[n++] = (unsigned char) *s < 0x20 || *s == 0x7f ? '?' : *s;
         buf[n] = 0;
+        utf8_scrub(buf);
 }
 
-int writer_fail_from_reply(struct writer *w, wevent ev, int r, const char *error_name,
-                           const char *error_message, uint32_t deadline_ms) {
+wfailure writer_describe_failure(const struct writer *w, wevent ev, int r, const char *error_name,
+                                 const char *error_message, uint32_t deadline_ms, char *buf, size_t size) {
         static const struct {
                 const char *name;
                 wfailure failure;
@@ -619,35 +624,75 @@ int writer_fail_from_reply(struct writer *w, wevent ev, int r, const char *error
                 { "PartialFailure", WFAIL_PARTIAL_FAILURE, "partly failed" },
         };
         char text[192];
+        wfailure f = WFAIL_NON_RETRYABLE;
         sanitize(error_message, text, sizeof text);
-        if (r == -ETIMEDOUT)
-                writer_fail(w, ev, WFAIL_TIMEOUT, "did not answer %s within %u ms", event_methods[ev],
-                            deadline_ms);
-        else if (r == -ECONNRESET)
-                writer_fail(w, ev, WFAIL_RETRYABLE, "disconnected during %s", event_methods[ev]);
-        else if (r == -EBADMSG)
-                writer_fail(w, ev, WFAIL_NON_RETRYABLE, "answered %s with garbage%s%s", event_methods[ev],
-                            *text ? ": " : "", text);
+        if (r == -ETIMEDOUT) {
+                f = WFAIL_TIMEOUT;
+                snprintf(buf, size, "did not answer %s within %u ms", event_methods[ev], deadline_ms);
+        } else if (r == -ECONNRESET || r == -ENOTCONN) {
+                f = WFAIL_RETRYABLE;
+                snprintf(buf, size, "disconnected during %s", event_methods[ev]);
+        } else if (r == -EBADMSG)
+                snprintf(buf, size, "answered %s with garbage%s%s", event_methods[ev], *text ? ": " : "",
+                         text);
         else if (r == -EPROTO && error_name &&
                  strncmp(error_name, WRITER_ERROR_PREFIX, strlen(WRITER_ERROR_PREFIX)) == 0) {
                 const char *n = error_name + strlen(WRITER_ERROR_PREFIX);
-                for (size_t i = 0; i < ELEMENTSOF(map); i++)
-                        if (strcmp(n, map[i].name) == 0) {
-                                writer_fail(w, ev, map[i].failure, "%s at %s%s%s", map[i].what,
-                                            event_methods[ev], *text ? ": " : "", text);
-                                return r;
-                        }
-                writer_fail(w, ev, WFAIL_NON_RETRYABLE, "failed at %s with an unknown error%s%s",
-                            event_methods[ev], *text ? ": " : "", text);
+                size_t i = 0;
+                while (i < ELEMENTSOF(map) && strcmp(n, map[i].name) != 0)
+                        i++;
+                if (i < ELEMENTSOF(map)) {
+                        f = map[i].failure;
+                        snprintf(buf, size, "%s at %s%s%s", map[i].what, event_methods[ev],
+                                 *text ? ": " : "", text);
+                } else
+                        snprintf(buf, size, "failed at %s with an unknown error%s%s", event_methods[ev],
+                                 *text ? ": " : "", text);
         } else if (r == -EPROTO) {
                 char name[96];
                 sanitize(error_name, name, sizeof name);
-                writer_fail(w, ev, WFAIL_NON_RETRYABLE, "answered %s with the error %s%s%s",
-                            event_methods[ev], name, *text ? ": " : "", text);
-        } else
-                writer_fail(w, ev, WFAIL_RETRYABLE, "cannot be called for %s: %s", event_methods[ev],
-                            strerror(r < 0 ? -r : EIO));
+                snprintf(buf, size, "answered %s with the error %s%s%s", event_methods[ev], name,
+                         *text ? ": " : "", text);
+        } else {
+                f = WFAIL_RETRYABLE;
+                snprintf(buf, size, "cannot be called for %s: %s", event_methods[ev],
+                         strerror(r < 0 ? -r : EIO));
+        }
+        utf8_scrub(buf);
+        return f;
+}
+
+int writer_fail_from_reply(struct writer *w, wevent ev, int r, const char *error_name,
+                           const char *error_message, uint32_t deadline_ms) {
+        char buf[sizeof w->message];
+        wfailure f =
+                writer_describe_failure(w, ev, r, error_name, error_message, deadline_ms, buf, sizeof buf);
+        writer_fail(w, ev, f, "%s", buf);
         return r;
+}
+
+int writer_parse_identity(struct writer *w, sd_bus_message *reply, lvss_wmd **ret) {
+        const char *xml;
+        lvss_wmd *wmd = NULL, *copy = NULL;
+        _cleanup_free_ char *canonical = NULL;
+        if (sd_bus_message_read(reply, "s", &xml) < 0 || lvss_wmd_from_xml(xml, strlen(xml), &wmd) < 0)
+                return -EBADMSG;
+        if (strcmp(lvss_wmd_get_writer_name(wmd), w->name) != 0 ||
+            strcmp(lvss_wmd_get_class_id(wmd), w->class_id) != 0) {
+                lvss_wmd_free(wmd);
+                return -EBADMSG;
+        }
+        /* A second document for last_wmd: from the canonical form, which parses by construction. */
+        if (lvss_wmd_to_xml(wmd, &canonical, NULL) >= 0 &&
+            lvss_wmd_from_xml(canonical, strlen(canonical), &copy) >= 0) {
+                lvss_wmd_free(w->last_wmd);
+                w->last_wmd = copy;
+        }
+        if (ret)
+                *ret = wmd;
+        else
+                lvss_wmd_free(wmd);
+        return 0;
 }
 
 static bool writer_has_component(struct writer *w, const char *full) {
@@ -661,15 +706,18 @@ static bool writer_has_component(struct writer *w, const char *full) {
         return false;
 }
 
-int writer_read_backup_metadata(struct writer *w, sd_bus_message *reply) {
+int writer_read_backup_metadata(struct writer *w, sd_bus_message *reply, size_t budget) {
         const char *component, *data;
         int r = sd_bus_message_enter_container(reply, 'a', "{ss}");
         if (r < 0)
                 return -EBADMSG;
         while ((r = sd_bus_message_read(reply, "{ss}", &component, &data)) > 0) {
-                if (!writer_has_component(w, component) || strlen(data) > LVSS_BACKUP_METADATA_MAX ||
+                size_t len = strlen(data);
+                if (!writer_has_component(w, component) || len > LVSS_BACKUP_METADATA_MAX ||
+                    w->backup_metadata_bytes + len > LVSS_BACKUP_METADATA_WRITER_MAX || len > budget ||
                     strv_len(w->backup_metadata) >= 2 * LVSS_WMD_MAX_COMPONENTS)
                         return -EBADMSG;
+                budget -= len;
                 /* A later value for the same component replaces the earlier one. */
                 bool done = false;
                 for (size_t i = 0; w->backup_metadata && w->backup_metadata[i]; i += 2)
@@ -677,6 +725,7 @@ int writer_read_backup_metadata(struct writer *w, sd_bus_message *reply) {
                                 char *d = strdup(data);
                                 if (!d)
                                         return -ENOMEM;
+                                w->backup_metadata_bytes -= strlen(w->backup_metadata[i + 1]);
                                 free(w->backup_metadata[i + 1]);
                                 w->backup_metadata[i + 1] = d;
                                 done = true;
@@ -684,6 +733,7 @@ int writer_read_backup_metadata(struct writer *w, sd_bus_message *reply) {
                 if (!done && (strv_push(&w->backup_metadata, component) < 0 ||
                               strv_push(&w->backup_metadata, data) < 0))
                         return -ENOMEM;
+                w->backup_metadata_bytes += len;
         }
         if (r < 0)
                 return -EBADMSG;

@@ -32,6 +32,9 @@ struct manager;
 #define LVSS_WRITER_LONG_TIMEOUT_MS 120000u /* PrepareForSnapshot, PostSnapshot */
 #define LVSS_WRITER_NAME_MAX 255u
 #define LVSS_BACKUP_METADATA_MAX (64u * 1024u) /* bytes per component */
+#define LVSS_BACKUP_METADATA_WRITER_MAX (1024u * 1024u) /* bytes per writer and set */
+#define LVSS_BACKUP_METADATA_SET_MAX (32u * 1024u * 1024u) /* bytes per set, all writers */
+#define LVSS_WRITER_METADATA_CALLS_MAX 4u /* GetWriterMetadata calls in flight per writer */
 
 /* The events, in VSS order (the same numbers as lvss_event in include/lvss/writer.h). */
 typedef enum wevent {
@@ -88,11 +91,15 @@ struct writer {
         char message[256];
 
         struct wcall *calls; /* in flight */
+        unsigned n_metadata_calls; /* GetWriterMetadata's Identify calls in flight */
+        lvss_wmd *last_wmd; /* from the last Identify that parsed, whenever it was */
+        uint64_t set_generation; /* the set (manager's count) its per-set state below is for */
 
         /* For the set in progress (sset.c), reset when one starts. */
         lvss_wmd *wmd; /* from its last Identify */
         char **components; /* its selected components, "logical-path/name" */
         char **backup_metadata; /* component, data, component, data, ... */
+        size_t backup_metadata_bytes;
         bool counts; /* its failure fails the set */
         bool prepared; /* told PrepareForBackup: gets Abort if the set fails */
         bool frozen; /* answered Freeze */
@@ -143,6 +150,13 @@ void writer_cancel(struct writer *w, void *userdata);
 /* Sends EV to W expecting no answer (lvssd stopping: Abort). */
 void writer_send_noreply(struct writer *w, wevent ev, const char *set_id);
 
+/* What the outcome of a call (as given to a writer_reply_t) means: the failure and a sentence (in
+ * BUF, printable UTF-8), without changing W. */
+wfailure writer_describe_failure(const struct writer *w, wevent ev, int r, const char *error_name,
+                                 const char *error_message, uint32_t deadline_ms, char *buf, size_t size);
+/* Parses an Identify answer into a document and keeps a copy as W->last_wmd; -EBADMSG if it is not
+ * a valid document of this writer (name and class id). */
+int writer_parse_identity(struct writer *w, sd_bus_message *reply, lvss_wmd **ret);
 /* Marks W failed at EV with FAILURE and a message. */
 void writer_fail(struct writer *w, wevent ev, wfailure failure, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
@@ -150,5 +164,6 @@ void writer_fail(struct writer *w, wevent ev, wfailure failure, const char *fmt,
 int writer_fail_from_reply(struct writer *w, wevent ev, int r, const char *error_name,
                            const char *error_message, uint32_t deadline_ms);
 /* Reads the a{ss} backup metadata answered by an event into W->backup_metadata; -EBADMSG if it is
- * not one, or names a component W does not have, or is too big. */
-int writer_read_backup_metadata(struct writer *w, sd_bus_message *reply);
+ * not one, or names a component W does not have, or passes LVSS_BACKUP_METADATA_MAX per component,
+ * LVSS_BACKUP_METADATA_WRITER_MAX for W, or BUDGET bytes. */
+int writer_read_backup_metadata(struct writer *w, sd_bus_message *reply, size_t budget);

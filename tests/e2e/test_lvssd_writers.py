@@ -256,6 +256,9 @@ def test_failure_of_a_writer_that_does_not_count(lvssd, writers):
     assert by_name["stranger"]["state"] == "failed-at-freeze"
     assert by_name["excluded"]["state"] == "failed-at-prepare-snapshot"
     assert by_name["excluded"]["failure"] == "retryable"
+    # Both failed without failing the set, and are told Abort (one that froze late must thaw).
+    assert writers.wait_last("stranger", "abort")[-2:] == ["freeze", "abort"]
+    assert writers.wait_last("excluded", "abort")[-2:] == ["prepare-for-snapshot", "abort"]
     # Required, the stranger's veto fails the set; an unknown required writer is refused first.
     err = lvssd.fails(d.EXIT_WRITER, "create", "--writer", "stranger", mnt)
     assert "stranger" in err
@@ -454,7 +457,7 @@ def raw_writer(path, name, answer, stop):
     bus.close()
 
 
-@pytest.mark.parametrize("kind", ["wrong-signature", "bad-xml", "unknown-error", "bytes"])
+@pytest.mark.parametrize("kind", ["wrong-signature", "bad-xml", "unknown-error", "utf8-cut", "bytes"])
 def test_garbage_from_a_writer(lvssd, writers, kind):
     mnt = ext4_volume(lvssd)
     writers.start("good", paths=[mnt / "data"])
@@ -466,6 +469,11 @@ def test_garbage_from_a_writer(lvssd, writers, kind):
             raw_reply(bus, serial, "s", bytes(d.dbus_marshal("s", ["<writer-metadata><oops"])))
         elif kind == "unknown-error":
             raw_reply(bus, serial, "s", bytes(d.dbus_marshal("s", ["\x1b[31mred"])), error="x.y.Z")
+        elif kind == "utf8-cut":
+            # A long message in UTF-8: lvssd shortens it, never in the middle of a character
+            # (sd-bus would refuse to send the answers that carry it).
+            raw_reply(bus, serial, "s", bytes(d.dbus_marshal("s", ["x" * 157 + "é" * 40])),
+                      error="org.lvss.Writer.Error.Veto")
         else:
             bus.send(os.urandom(4096))
 
@@ -474,9 +482,17 @@ def test_garbage_from_a_writer(lvssd, writers, kind):
     t.start()
     try:
         deadline = time.monotonic() + 5
-        while "raw" not in listed(lvssd) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert "raw" in listed(lvssd)
+        if kind == "bytes":
+            # lvssd asks for its metadata at registration; the answer is garbage on the wire: the
+            # connection is dropped, and with it the writer.
+            while t.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not t.is_alive()
+            assert "raw" not in listed(lvssd)
+        else:
+            while "raw" not in listed(lvssd) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert "raw" in listed(lvssd)
         # Not required and without components: reported, the set is made.
         res = lvssd.create_set(mnt)
         by_name = {w["name"]: w for w in res["writers"]}
@@ -487,7 +503,11 @@ def test_garbage_from_a_writer(lvssd, writers, kind):
             assert by_name["raw"]["state"] == "failed-at-identify", by_name
             assert "\x1b" not in by_name["raw"]["error"]
             # Required, it fails the set.
-            lvssd.fails(d.EXIT_WRITER, "create", "--writer", "raw", mnt)
+            err = lvssd.fails(d.EXIT_WRITER, "create", "--writer", "raw", mnt, timeout=30)
+            assert "raw" in err
+            if kind == "utf8-cut":
+                assert "é" in err and "x" * 100 in err, err
+                assert listed(lvssd)["raw"]["state"] == "failed-at-identify"
         assert lvssd.alive()
         assert len(lvssd.shadows()) == 1
         assert writable(mnt)
@@ -580,3 +600,98 @@ def test_flooding_writer_cannot_stall_a_set(lvssd_stopped):
         stop.set()
         t.join(timeout=10)
         w.stop_all()
+
+
+WMD = """<?xml version="1.0" encoding="UTF-8"?>
+<writer-metadata xmlns="urn:lvss:wmd:1" version="1">
+  <identity name="{name}" class-id="0e1d2c3b-4a59-4877-8695-a4b3c2d1e0f0"
+    instance-id="11111111-2222-4333-8444-555555555555" usage="user-data" source="other"/>
+  <component type="file-group" logical-path="Paths" name="0" selectable-backup="true"
+    selectable-restore="true">
+    <files path="{path}" filespec="*" recursive="true" backup-types="full"/>
+  </component>
+</writer-metadata>
+"""
+
+
+def test_identify_failure_of_a_writer_with_data_on_the_set_counts(lvssd_stopped):
+    # The writer gives its metadata at registration (a component on the volume), then fails the
+    # set's own Identify: its data is on the set, so the set fails rather than go on without it.
+    lvssd = lvssd_stopped.start(extra=["--writer-timeout", "1000"])
+    mnt = ext4_volume(lvssd)
+    calls = {"n": 0}
+
+    def answer(bus, serial):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raw_reply(bus, serial, "s", bytes(d.dbus_marshal("s", [WMD.format(name="raw", path=mnt / "data")])))
+        # later: no answer at all
+
+    stop = threading.Event()
+    t = threading.Thread(target=raw_writer, args=(lvssd.socket, "raw", answer, stop), daemon=True)
+    t.start()
+    try:
+        deadline = time.monotonic() + 5
+        while calls["n"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        xml = lvssd.run("writer", "metadata", "raw")
+        assert xml.code == d.EXIT_TIMEOUT, xml  # it answers nothing now
+        err = lvssd.fails(d.EXIT_TIMEOUT, "create", mnt)
+        assert "raw did not answer Identify" in err, err
+        assert lvssd.shadows() == []
+        # Without data on the set (another volume), the same failure is only reported.
+        lvssd.create_volume("b", SIZE)
+        res = lvssd.create_set("b")
+        assert {w["name"]: w["state"] for w in res["writers"]} == {"raw": "failed-at-identify"}
+    finally:
+        stop.set()
+        t.join(timeout=5)
+
+
+def test_a_late_abort_answer_does_not_touch_the_next_set(lvssd_stopped):
+    lvssd = lvssd_stopped.start(extra=["--writer-timeout", "1000"])
+    w = Writers(lvssd)
+    try:
+        mnt = ext4_volume(lvssd)
+        w.start("slowabort", paths=[mnt / "data"], on=["abort=sleep:1300"])
+        w.start("veto", paths=[mnt / "data"], level="back-end", on=["freeze=veto"])
+        lvssd.fails(d.EXIT_WRITER, "create", mnt)
+        w.procs["veto"].send_signal(signal.SIGTERM)
+        w.procs["veto"].wait(timeout=10)
+        # slowabort is still in the first set's Abort (1.3 s, past lvssd's 1 s deadline) when the
+        # next set starts: the next set fails on its own Identify, which slowabort cannot answer
+        # in time (its data is on the set), not on the first set's Abort.
+        err = lvssd.fails(d.EXIT_TIMEOUT, "create", mnt)
+        assert "did not answer Identify" in err and "Abort" not in err, err
+        # Once it is free, a set goes through.
+        time.sleep(1.5)
+        res = lvssd.create_set(mnt)
+        assert {x["name"]: x["state"] for x in res["writers"]} == {"slowabort": "stable"}
+        assert w.events_of("slowabort")[-1] == "post-snapshot"
+        assert len(lvssd.shadows()) == 1
+    finally:
+        w.stop_all()
+
+
+def test_shadows_are_pending_until_the_writers_are_done(lvssd, writers):
+    mnt = ext4_volume(lvssd)
+    writers.start("slowpost", paths=[mnt / "data"], on=["post-snapshot=sleep:2500"])
+    out = {}
+    t = threading.Thread(target=lambda: out.update(res=lvssd.run("--json", "create", mnt)))
+    t.start()
+    try:
+        deadline = time.monotonic() + 10
+        while ("slowpost", "post-snapshot") not in writers.events() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (sh,) = lvssd.shadows()
+        assert sh["state"] == "pending"
+        (lvssd.root / "exp").mkdir()
+        err = lvssd.fails(d.EXIT_FAILED, "expose", sh["id"], lvssd.root / "exp")
+        assert "still being made" in err, err
+        lvssd.fails(d.EXIT_FAILED, "delete", sh["id"])
+    finally:
+        t.join(timeout=30)
+    assert out["res"].code == 0, out["res"]
+    (sh,) = lvssd.shadows()
+    assert sh["state"] == "created"
