@@ -21,6 +21,7 @@
 #include "service/bus-util.h"
 #include "service/manager-dbus.h"
 #include "service/sset.h"
+#include "service/writers-dbus.h"
 #include "service/writers.h"
 
 #ifndef PROJECT_VERSION
@@ -104,6 +105,10 @@ static struct conn *conn_of(struct manager *m, sd_bus_message *msg) {
                 if (c->bus == bus)
                         return c;
         return NULL;
+}
+
+bool manager_is_peer(struct manager *m, sd_bus_message *msg) {
+        return conn_of(m, msg) != NULL;
 }
 
 uid_t manager_caller_uid(struct manager *m, sd_bus_message *msg) {
@@ -771,115 +776,6 @@ static int method_list_providers(sd_bus_message *msg, void *userdata, sd_bus_err
         return sd_bus_send(NULL, reply, NULL);
 }
 
-static void on_registered_identify(struct writer *w, wevent ev, int r, sd_bus_message *reply,
-                                   const char *error_name, const char *error_message, void *userdata) {
-        if (r == 0 && writer_parse_identity(w, reply, NULL) < 0)
-                fprintf(stderr, "lvssd: writer %s answered Identify with garbage\n", w->name);
-}
-
-static int method_register_writer(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        struct manager *m = userdata;
-        struct conn *c = conn_of(m, msg);
-        struct writer *w;
-        if (!c)
-                return bus_error_setf(error, -EOPNOTSUPP, LVSS_ERROR_INVALID_ARGUMENT,
-                                      "Writers register over lvssd's socket (RUNTIME/lvssd.sock), not the "
-                                      "system bus.");
-        if (m->stopping)
-                return bus_error_setf(error, -ESHUTDOWN, LVSS_ERROR_FAILED, "lvssd is stopping.");
-        int r = writers_register(m, msg, c->uid, &w, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_reply_method_return(msg, "s", w->instance_id);
-        if (r < 0)
-                return r;
-        /* Its metadata at once, so that a set knows the writer's components even if the writer
-         * then fails to answer the set's own Identify. */
-        (void) writer_call(w, WEV_IDENTIFY, NULL,
-                           m->writer_timeout_ms ? m->writer_timeout_ms : LVSS_WRITER_TIMEOUT_MS, NULL,
-                           on_registered_identify, NULL);
-        return 1;
-}
-
-static int method_unregister_writer(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        int r = writers_unregister_bus(userdata, sd_bus_message_get_bus(msg), error);
-        if (r < 0)
-                return r;
-        return sd_bus_reply_method_return(msg, NULL);
-}
-
-static int method_list_writers(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        struct manager *m = userdata;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        char buf[64];
-        int r = sd_bus_message_new_method_return(msg, &reply);
-        if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'a', "(ssssssss)");
-        for (struct writer *w = m->writers; r >= 0 && w; w = w->next)
-                r = sd_bus_message_append(
-                        reply, "(ssssssss)", w->name, w->class_id, w->instance_id,
-                        w->instance_name ? w->instance_name : "", wlevel_to_string(w->level),
-                        writer_state_string(w, buf, sizeof buf), wfailure_to_string(w->failure), w->message);
-        if (r >= 0)
-                r = sd_bus_message_close_container(reply);
-        if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
-}
-
-/* GetWriterMetadata: asks the writer (Identify) and answers the caller when it has. The writer's
- * state is not touched: a set may be in progress, and this call is only a reader's. */
-static void on_metadata(struct writer *w, wevent ev, int r, sd_bus_message *reply, const char *error_name,
-                        const char *error_message, void *userdata) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = userdata;
-        lvss_wmd *wmd = NULL;
-        _cleanup_free_ char *canonical = NULL;
-        struct manager *m = w->manager;
-        uint32_t deadline = m->writer_timeout_ms ? m->writer_timeout_ms : LVSS_WRITER_TIMEOUT_MS;
-
-        w->n_metadata_calls--;
-        if (r == 0 &&
-            (writer_parse_identity(w, reply, &wmd) < 0 || lvss_wmd_to_xml(wmd, &canonical, NULL) < 0))
-                r = -EBADMSG;
-        lvss_wmd_free(wmd);
-        if (r < 0) {
-                char why[256];
-                (void) writer_describe_failure(w, ev, r, error_name, error_message, deadline, why,
-                                               sizeof why);
-                (void) sd_bus_reply_method_errorf(msg,
-                                                  r == -ETIMEDOUT ? LVSS_ERROR_TIMEOUT : LVSS_ERROR_FAILED,
-                                                  "Writer %s %s.", w->name, why);
-                return;
-        }
-        (void) sd_bus_reply_method_return(msg, "s", canonical);
-}
-
-static int method_get_writer_metadata(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        struct manager *m = userdata;
-        const char *name;
-        int r = sd_bus_message_read(msg, "s", &name);
-        if (r < 0)
-                return r;
-        struct writer *w = writers_find(m, name);
-        if (!w)
-                return bus_error_setf(error, -ENOENT, LVSS_ERROR_NOT_FOUND,
-                                      "There is no writer %s: see `lvss list writers`.", name);
-        if (w->n_metadata_calls >= LVSS_WRITER_METADATA_CALLS_MAX)
-                return bus_error_setf(error, -EBUSY, LVSS_ERROR_BUSY,
-                                      "Writer %s is being asked for its metadata %u times already: retry "
-                                      "when it has answered.",
-                                      w->name, w->n_metadata_calls);
-        r = writer_call(w, WEV_IDENTIFY, NULL,
-                        m->writer_timeout_ms ? m->writer_timeout_ms : LVSS_WRITER_TIMEOUT_MS, NULL,
-                        on_metadata, sd_bus_message_ref(msg));
-        if (r < 0) {
-                sd_bus_message_unref(msg);
-                return r;
-        }
-        w->n_metadata_calls++;
-        return 1;
-}
-
 static int property_version(sd_bus *bus, const char *path, const char *interface, const char *property,
                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         return sd_bus_message_append(reply, "s", PROJECT_VERSION);
@@ -957,6 +853,15 @@ static const sd_bus_vtable manager_vtable[] = {
                                 method_unregister_writer, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetWriterMetadata", SD_BUS_ARGS("s", name), SD_BUS_RESULT("s", xml),
                                 method_get_writer_metadata, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("CompleteBackup", SD_BUS_ARGS("s", set, "b", succeeded),
+                                SD_BUS_RESULT("a(ssssa{ss})", writers), method_complete_backup,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS(
+                "PreRestore", SD_BUS_ARGS("s", writer, "as", components, "a{ss}", backup_metadata),
+                SD_BUS_RESULT("a(ssssa{ss})", writers), method_pre_restore, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS(
+                "PostRestore", SD_BUS_ARGS("s", writer, "as", components, "a{ss}", backup_metadata),
+                SD_BUS_RESULT("a(ssssa{ss})", writers), method_post_restore, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END
 };
 

@@ -16,6 +16,8 @@ void manager_dbus_done(struct manager *m);
 /* Looks up the gids of groups lvss (or --socket-group) and lvss-admin. */
 void manager_lookup_groups(struct manager *m);
 
+/* True if MSG came over a peer-to-peer connection of lvssd's socket (not the system bus). */
+bool manager_is_peer(struct manager *m, sd_bus_message *msg);
 /* The uid of the caller of MSG, (uid_t) -1 if unknown. */
 uid_t manager_caller_uid(struct manager *m, sd_bus_message *msg);
 

@@ -163,6 +163,13 @@ static void shadow_free(struct shadow *s) {
         free(s);
 }
 
+static void sset_free(struct sset *s) {
+        if (!s)
+                return;
+        strv_free(s->writers);
+        free(s);
+}
+
 void manager_free(struct manager *m) {
         if (!m)
                 return;
@@ -178,7 +185,7 @@ void manager_free(struct manager *m) {
         }
         free(m->volumes);
         for (size_t i = 0; i < m->n_sets; i++)
-                free(m->sets[i]);
+                sset_free(m->sets[i]);
         free(m->sets);
         if (m->loaded) {
                 catalog_release(m->loaded);
@@ -325,7 +332,7 @@ void manager_gc_sets(struct manager *m) {
                 if (used)
                         m->sets[j++] = m->sets[i];
                 else
-                        free(m->sets[i]);
+                        sset_free(m->sets[i]);
         }
         m->n_sets = j;
 }

@@ -75,6 +75,7 @@ struct sset {
         lvss_context context;
         uint64_t created_usec;
         uint64_t hold_usec;
+        char **writers; /* names of the writers that took part (not kept across restarts) */
 };
 
 struct catalog;

@@ -859,9 +859,14 @@ static void job_end(struct sset_job *j) {
                         if (sh)
                                 sh->pending = false;
                 }
-                for (size_t i = 0; i < j->n_writers; i++)
+                struct sset *ss = manager_find_set(m, j->set_id);
+                for (size_t i = 0; i < j->n_writers; i++) {
                         if (j->writers[i]->state != WSTATE_FAILED)
                                 j->writers[i]->state = WSTATE_STABLE;
+                        /* For CompleteBackup: who is told BackupComplete and BackupShutdown. */
+                        if (ss)
+                                (void) strv_push(&ss->writers, j->writers[i]->name);
+                }
                 /* Writers that failed without failing the set (excluded, or without data on it)
                  * are told Abort, as VSS does: one that froze late must not stay so. */
                 job_send_aborts(j, true);

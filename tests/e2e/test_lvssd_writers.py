@@ -695,3 +695,54 @@ def test_shadows_are_pending_until_the_writers_are_done(lvssd, writers):
     assert out["res"].code == 0, out["res"]
     (sh,) = lvssd.shadows()
     assert sh["state"] == "created"
+
+
+# ---- events outside a set: CompleteBackup, PreRestore, PostRestore (lvss backup/restore's) -------
+
+
+def busctl(lvssd, method, sig, *args):
+    """Calls Manager1.METHOD over lvssd's socket with busctl; (exit code, parsed JSON or stderr)."""
+    proc = subprocess.run(["busctl", f"--address=unix:path={lvssd.socket}", "--json=short", "call", "org.lvss",
+                           "/org/lvss", "org.lvss.Manager1", method, sig, *[str(a) for a in args]],
+                          capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        return proc.returncode, proc.stderr
+    return 0, json.loads(proc.stdout)["data"]
+
+
+def test_complete_backup_and_restore_events(lvssd, writers):
+    mnt = ext4_volume(lvssd)
+    writers.start("db", paths=[mnt / "data"], on=["backup-complete=metadata:Paths/0=done"])
+    writers.start("picky", paths=[mnt / "data"], level="back-end", on=["backup-complete=retryable"])
+    s = lvssd.create_set(mnt)["set"]
+
+    code, data = busctl(lvssd, "CompleteBackup", "sb", s, "true")
+    assert code == 0, data
+    got = {row[0]: row for row in data[0]}
+    assert got["db"][1:4] == ["stable", "", ""] and got["db"][4] == {"Paths/0": "done"}, got
+    assert got["picky"][1:3] == ["failed-at-backup-complete", "retryable"], got
+    assert writers.wait_last("db", "backup-shutdown")[-2:] == ["backup-complete", "backup-shutdown"]
+    # BackupShutdown goes to every writer, the one that failed BackupComplete too.
+    assert writers.wait_last("picky", "backup-shutdown")[-2:] == ["backup-complete", "backup-shutdown"]
+    assert listed(lvssd)["picky"]["state"] == "failed-at-backup-complete"
+
+    # A backup that failed: BackupShutdown only.
+    code, data = busctl(lvssd, "CompleteBackup", "sb", s, "false")
+    assert code == 0, data
+    assert writers.events_of("db")[-3:] == ["backup-complete", "backup-shutdown", "backup-shutdown"]
+    code, err = busctl(lvssd, "CompleteBackup", "sb", "0badc0de-0000-4000-8000-000000000000", "true")
+    assert code != 0 and "no shadow copy set" in err, err
+
+    # A restore gives the writer its components and the backup metadata kept for them.
+    code, data = busctl(lvssd, "PreRestore", "sasa{ss}", "db", 1, "Paths/0", 1, "Paths/0", "label 42")
+    assert code == 0, data
+    assert data[0][0][:2] == ["db", "stable"], data
+    code, data = busctl(lvssd, "PostRestore", "sasa{ss}", "db", 1, "Paths/0", 0)
+    assert code == 0, data
+    rows = [line.split() for line in writers.log.read_text().splitlines() if line.split()[1] == "db"]
+    assert [r[2:5] for r in rows[-4:]] == [["pre-restore", rows[-4][3]], ["component", "Paths/0", "label_42"],
+                                           ["post-restore", rows[-2][3]], ["component", "Paths/0", "-"]], rows[-4:]
+    # A restore is not a set: each of its events carries a new id of its own.
+    assert len(rows[-4][3]) == 36 and rows[-4][3] != s, rows[-4]
+    code, err = busctl(lvssd, "PreRestore", "sasa{ss}", "ghost", 0, 0)
+    assert code != 0 and "no writer ghost" in err.lower(), err

@@ -22,7 +22,9 @@
  * --log FILE gets one line per callback, written with one write(2) in O_APPEND mode when the
  * callback starts: "<CLOCK_MONOTONIC ns> <name> <event> <set>"; an Abort the library made by
  * itself (freeze window passed, lvssd gone, or the writer freed while frozen: deadline_ms 0) adds
- * "<ns> <name> auto-abort <set>" after its "abort" line. --ready-file FILE is created (atomically,
+ * "<ns> <name> auto-abort <set>" after its "abort" line. At PreRestore and PostRestore, each
+ * selected component adds "<ns> <name> component <component> <its backup metadata or ->" (blanks
+ * in the metadata written as '_'). --ready-file FILE is created (atomically,
  * holding "PID INSTANCE_ID") once registered.
  *
  * Exit status: 0 after SIGTERM or SIGINT, 1 when it cannot connect or register (message on
@@ -99,6 +101,19 @@ static lvss_result on_event(lvss_writer *w, const struct lvss_event_info *info, 
         log_line(lvss_event_to_string(info->event), info->set_id);
         if (info->event == LVSS_EVENT_ABORT && info->deadline_ms == 0)
                 log_line("auto-abort", info->set_id);
+        if (info->event == LVSS_EVENT_PRE_RESTORE || info->event == LVSS_EVENT_POST_RESTORE)
+                for (size_t i = 0; info->components[i]; i++) {
+                        const char *data = NULL;
+                        char line[400];
+                        if (lvss_writer_get_backup_metadata(w, info->components[i], &data) < 0)
+                                data = "-";
+                        int n = snprintf(line, sizeof line, "component %s %s", info->components[i], data);
+                        for (int k = 0; n > 0 && k < n && (size_t) k < sizeof line; k++)
+                                if (k >= 10 && (line[k] == ' ' || line[k] == '\n') &&
+                                    k > (int) (strlen("component ") + strlen(info->components[i])))
+                                        line[k] = '_';
+                        log_line(line, "");
+                }
 
         lvss_result result = LVSS_RESULT_OK;
         const struct event_actions *l = &actions[info->event];
