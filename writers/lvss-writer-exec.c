@@ -32,7 +32,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,18 +45,16 @@
 #include <lvss/writer.h>
 
 #include "common/macro.h"
-
-#ifndef PROJECT_VERSION
-#define PROJECT_VERSION "unknown"
-#endif
+#include "writers/writer-util.h"
 
 #define PROG "lvss-writer-exec"
 #define CLASS_ID "b7c9e0a4-3f1d-4e62-9a85-6d2c4f0b1e37"
-#define EXIT_USAGE 2
-#define NO_DEADLINE_MS 30000u
 #define MAX_HOOKS 1024
+#define BACKUP_TYPES                                                                                        \
+        (LVSS_WMD_BACKUP_FULL | LVSS_WMD_BACKUP_INCREMENTAL | LVSS_WMD_BACKUP_DIFFERENTIAL |                \
+         LVSS_WMD_BACKUP_COPY)
 
-static lvss_writer *the_writer; /* for the signal handler */
+const char wu_program[] = PROG;
 
 struct hook_list {
         char **names; /* file names in DIR, in name order */
@@ -69,47 +66,6 @@ struct exec_writer {
         struct hook_list frozen; /* hooks given "freeze" and not yet "thaw" (n == 0: none) */
         bool is_frozen;
 };
-
-static void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void log_msg(const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        fputs(PROG ": ", stderr);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
-        va_end(ap);
-}
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        fputs(PROG ": ", stderr);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
-        va_end(ap);
-        return EXIT_USAGE;
-}
-
-static uint64_t now_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
-}
-
-/* The moment to have answered by: the event's deadline less a margin for the answer itself. A
- * deadline of 0 is liblvss's own Abort (freeze window passed, lvssd gone), which nobody waits for:
- * then NO_DEADLINE_MS, so that what must be undone still is. */
-static uint64_t event_end(const struct lvss_event_info *info) {
-        uint32_t margin = MIN(info->deadline_ms / 10, 250u);
-
-        if (info->deadline_ms == 0)
-                return now_ms() + NO_DEADLINE_MS;
-        return now_ms() + info->deadline_ms - margin;
-}
 
 static void hook_list_free(struct hook_list *l) {
         for (size_t i = 0; i < l->n; i++)
@@ -209,7 +165,7 @@ static __attribute__((noreturn)) void exec_hook(const char *path, const char *ar
                 _exit(127);
         /* Nothing of ours but stdin/stdout/stderr: not lvssd's socket, not the pidfds. */
         (void) syscall(SYS_close_range, 3u, ~0u, 0u);
-        snprintf(deadline, sizeof deadline, "%" PRIu64, end > now_ms() ? end - now_ms() : 0);
+        snprintf(deadline, sizeof deadline, "%" PRIu64, end > wu_now_ms() ? end - wu_now_ms() : 0);
         setenv("LVSS_EVENT", lvss_event_to_string(info->event), 1);
         setenv("LVSS_SET_ID", info->set_id ? info->set_id : "", 1);
         setenv("LVSS_DEADLINE_MS", deadline, 1);
@@ -228,13 +184,13 @@ static lvss_result run_hook(const char *dir, const char *name, const char *arg,
         pid_t pid;
 
         if (asprintf(&path, "%s/%s", dir, name) < 0) {
-                log_msg("out of memory");
+                wu_log("out of memory");
                 return LVSS_RESULT_OUT_OF_RESOURCES;
         }
         fflush(NULL);
         pid = fork();
         if (pid < 0) {
-                log_msg("cannot start the hook %s: %s", path, strerror(errno));
+                wu_log("cannot start the hook %s: %s", path, strerror(errno));
                 return LVSS_RESULT_OUT_OF_RESOURCES;
         }
         if (pid == 0)
@@ -249,13 +205,13 @@ static lvss_result run_hook(const char *dir, const char *name, const char *arg,
                 if (w == pid)
                         break;
                 if (w < 0 && errno != EINTR) {
-                        log_msg("cannot wait for the hook %s: %s", path, strerror(errno));
+                        wu_log("cannot wait for the hook %s: %s", path, strerror(errno));
                         kill(-pid, SIGKILL);
                         return err_result;
                 }
-                now = now_ms();
+                now = wu_now_ms();
                 if (now >= end) {
-                        log_msg("the hook %s %s ran past the event's deadline: killed it", path, arg);
+                        wu_log("the hook %s %s ran past the event's deadline: killed it", path, arg);
                         kill(-pid, SIGKILL);
                         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                                 ;
@@ -272,10 +228,10 @@ static lvss_result run_hook(const char *dir, const char *name, const char *arg,
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
                 return LVSS_RESULT_OK;
         if (WIFEXITED(status))
-                log_msg("the hook %s %s exited with status %d", path, arg, WEXITSTATUS(status));
+                wu_log("the hook %s %s exited with status %d", path, arg, WEXITSTATUS(status));
         else
-                log_msg("the hook %s %s was killed by signal %d (%s)", path, arg, WTERMSIG(status),
-                        strsignal(WTERMSIG(status)));
+                wu_log("the hook %s %s was killed by signal %d (%s)", path, arg, WTERMSIG(status),
+                       strsignal(WTERMSIG(status)));
         return err_result;
 }
 
@@ -288,7 +244,7 @@ static lvss_result thaw_all(struct exec_writer *x, const struct lvss_event_info 
                 return LVSS_RESULT_OK;
         for (size_t i = x->frozen.n; i > 0; i--) {
                 /* Past the deadline, each remaining hook still gets a moment: a thaw must run. */
-                uint64_t hook_end = MAX(end, now_ms() + 1000);
+                uint64_t hook_end = MAX(end, wu_now_ms() + 1000);
                 lvss_result r = run_hook(x->hooks_dir, x->frozen.names[i - 1], "thaw", info, hook_end,
                                          LVSS_RESULT_NON_RETRYABLE);
                 if (r != LVSS_RESULT_OK && res == LVSS_RESULT_OK)
@@ -301,7 +257,7 @@ static lvss_result thaw_all(struct exec_writer *x, const struct lvss_event_info 
 
 static lvss_result on_freeze(lvss_writer *w, const struct lvss_event_info *info, void *userdata) {
         struct exec_writer *x = userdata;
-        uint64_t end = event_end(info);
+        uint64_t end = wu_event_end(info);
         struct hook_list hooks = {};
         lvss_result res = LVSS_RESULT_OK;
         int r;
@@ -310,7 +266,7 @@ static lvss_result on_freeze(lvss_writer *w, const struct lvss_event_info *info,
                 (void) thaw_all(x, info, end);
         r = hook_list_scan(x->hooks_dir, &hooks);
         if (r < 0) {
-                log_msg("cannot read the hooks directory %s: %s", x->hooks_dir, strerror(-r));
+                wu_log("cannot read the hooks directory %s: %s", x->hooks_dir, strerror(-r));
                 return LVSS_RESULT_NON_RETRYABLE;
         }
         /* From here on every hook in x->frozen up to n gets "thaw" whatever happens. */
@@ -327,101 +283,39 @@ static lvss_result on_freeze(lvss_writer *w, const struct lvss_event_info *info,
         for (size_t i = x->frozen.n; i < hooks.n; i++)
                 free(hooks.names[i]);
         if (res != LVSS_RESULT_OK) {
-                log_msg("set %s: freeze failed (%s): thawing the %zu hook(s) already run",
-                        info->set_id ? info->set_id : "?", lvss_result_to_string(res), x->frozen.n);
-                (void) thaw_all(x, info, now_ms() + info->deadline_ms);
+                wu_log("set %s: freeze failed (%s): thawing the %zu hook(s) already run",
+                       info->set_id ? info->set_id : "?", lvss_result_to_string(res), x->frozen.n);
+                (void) thaw_all(x, info, wu_now_ms() + info->deadline_ms);
         }
         return res;
 }
 
 static lvss_result on_thaw(lvss_writer *w, const struct lvss_event_info *info, void *userdata) {
-        return thaw_all(userdata, info, event_end(info));
+        return thaw_all(userdata, info, wu_event_end(info));
 }
 
 /* ---- setup ---------------------------------------------------------------------------------------- */
 
-static void on_signal(int sig) {
-        if (the_writer)
-                lvss_writer_quit(the_writer);
-}
-
-/* "1", "2.5", "0.1" seconds, from 0.1 to 60, into milliseconds. */
-static bool parse_seconds(const char *s, uint32_t *ret_ms) {
-        char *end;
-        double v;
-
-        errno = 0;
-        v = strtod(s, &end);
-        if (errno != 0 || end == s || *end != '\0' || !(v >= 0.1 && v <= 60.0))
-                return false;
-        *ret_ms = (uint32_t) (v * 1000.0 + 0.5);
-        return true;
-}
-
-/* A component name for PATH: its segments joined by '-' ("/srv/app" -> "srv-app"; "/" -> "root"). */
-static char *name_from_path(const char *path) {
-        char *name;
-
-        while (*path == '/')
-                path++;
-        name = strdup(*path ? path : "root");
-        if (!name)
-                return NULL;
-        for (char *p = name; *p; p++)
-                if (*p == '/')
-                        *p = '-';
-        return name;
-}
-
 static int add_path_component(lvss_wmd *wmd, const char *arg) {
-        _cleanup_free_ char *path = NULL, *base = NULL;
+        _cleanup_free_ char *path = NULL;
         lvss_wmd_component *c;
-        unsigned types = LVSS_WMD_BACKUP_FULL | LVSS_WMD_BACKUP_INCREMENTAL | LVSS_WMD_BACKUP_DIFFERENTIAL |
-                         LVSS_WMD_BACKUP_COPY;
-        int r = -EEXIST;
+        int r;
 
         path = realpath(arg, NULL);
         if (!path)
-                return usage_error("cannot use --path %s: %s; give an existing file or directory", arg,
-                                   strerror(errno));
-        base = name_from_path(path);
-        if (!base)
-                return usage_error("out of memory");
-        for (unsigned i = 1; r == -EEXIST && i < 1000; i++) {
-                _cleanup_free_ char *name = NULL;
-
-                if (i == 1 ? !(name = strdup(base)) : asprintf(&name, "%s-%u", base, i) < 0)
-                        return usage_error("out of memory");
-                r = lvss_wmd_add_component(wmd, LVSS_WMD_COMPONENT_FILE_GROUP, "Paths", name, path, true,
-                                           true, &c);
-        }
+                return wu_usage_error("cannot use --path %s: %s; give an existing file or directory", arg,
+                                      strerror(errno));
+        r = wu_add_path_component(wmd, LVSS_WMD_COMPONENT_FILE_GROUP, "Paths", path, &c, NULL);
+        if (r == -ENOMEM)
+                return wu_usage_error("out of memory");
         if (r >= 0)
-                r = lvss_wmd_component_add_files(c, LVSS_WMD_FILES, path, "*", true, types);
+                r = lvss_wmd_component_add_files(c, LVSS_WMD_FILES, path, "*", true, BACKUP_TYPES);
         if (r < 0)
-                return usage_error("cannot describe --path %s in the writer's metadata: %s; give a shorter "
-                                   "path without control characters",
-                                   path, strerror(-r));
+                return wu_usage_error(
+                        "cannot describe --path %s in the writer's metadata: %s; give a shorter "
+                        "path without control characters",
+                        path, strerror(-r));
         return 0;
-}
-
-static int connect_error(int r, const char *socket_path, const char *name) {
-        const char *where = socket_path ? socket_path : getenv("LVSS_SOCKET");
-
-        if (!where || !*where)
-                where = "/run/lvss/lvssd.sock";
-        if (r == -ECONNREFUSED || r == -ENOENT)
-                log_msg("cannot connect to lvssd at %s: it is not running; start lvssd, or give its socket "
-                        "with --socket",
-                        where);
-        else if (r == -EACCES || r == -EPERM)
-                log_msg("lvssd at %s refuses to register this writer: run it as root or as a member of the "
-                        "group lvss-admin",
-                        where);
-        else if (r == -EEXIST)
-                log_msg("a writer named '%s' is registered with lvssd already: give another --name", name);
-        else
-                log_msg("cannot register with lvssd at %s: %s", where, strerror(-r));
-        return EXIT_FAILURE;
 }
 
 static void help(void) {
@@ -446,6 +340,11 @@ static void help(void) {
 
 int main(int argc, char **argv) {
         enum { OPT_HOOKS_DIR = 0x100, OPT_NAME, OPT_FREEZE_TIMEOUT, OPT_PATH, OPT_SOCKET, OPT_VERSION };
+        static const struct wu_callback callbacks[] = {
+                { LVSS_EVENT_FREEZE, on_freeze },
+                { LVSS_EVENT_THAW, on_thaw },
+                { LVSS_EVENT_ABORT, on_thaw },
+        };
         static const struct option options[] = {
                 { "hooks-dir", required_argument, NULL, OPT_HOOKS_DIR },
                 { "name", required_argument, NULL, OPT_NAME },
@@ -463,7 +362,6 @@ int main(int argc, char **argv) {
         uint32_t freeze_ms = LVSS_WRITER_FREEZE_TIMEOUT_MAX_MS;
         struct exec_writer x = {};
         lvss_writer *w = NULL;
-        struct sigaction sa = {};
         struct hook_list probe = {};
         struct stat st;
         int c, r, code = EXIT_FAILURE;
@@ -475,7 +373,7 @@ int main(int argc, char **argv) {
                         free(hooks_dir);
                         hooks_dir = realpath(optarg, NULL);
                         if (!hooks_dir)
-                                return usage_error(
+                                return wu_usage_error(
                                         "cannot use --hooks-dir %s: %s; give an existing directory", optarg,
                                         strerror(errno));
                         break;
@@ -483,15 +381,15 @@ int main(int argc, char **argv) {
                         name = optarg;
                         break;
                 case OPT_FREEZE_TIMEOUT:
-                        if (!parse_seconds(optarg, &freeze_ms))
-                                return usage_error(
+                        if (!wu_parse_seconds(optarg, &freeze_ms))
+                                return wu_usage_error(
                                         "invalid --freeze-timeout '%s': give seconds from 0.1 to 60",
                                         optarg);
                         break;
                 case OPT_PATH: {
                         const char **p = realloc(paths, (n_paths + 1) * sizeof *paths);
                         if (!p)
-                                return usage_error("out of memory");
+                                return wu_usage_error("out of memory");
                         paths = p;
                         paths[n_paths++] = optarg;
                         break;
@@ -503,53 +401,41 @@ int main(int argc, char **argv) {
                         help();
                         return EXIT_SUCCESS;
                 case OPT_VERSION:
-                        printf(PROG " %s\n", PROJECT_VERSION);
+                        wu_print_version();
                         return EXIT_SUCCESS;
-                case ':':
-                        return usage_error("option '%s' needs a value: '" PROG " --help' shows the options",
-                                           argv[optind - 1]);
                 default:
-                        return usage_error("unknown option '%s': '" PROG " --help' shows the options",
-                                           argv[optind - 1]);
+                        return wu_option_error(c, argv);
                 }
         }
         if (optind < argc)
-                return usage_error("unexpected argument '%s': give files with --path", argv[optind]);
+                return wu_usage_error("unexpected argument '%s': give files with --path", argv[optind]);
         if (!hooks_dir)
-                return usage_error("missing --hooks-dir DIR: give the directory of the hook programs");
+                return wu_usage_error("missing --hooks-dir DIR: give the directory of the hook programs");
         if (stat(hooks_dir, &st) < 0 || !S_ISDIR(st.st_mode))
-                return usage_error("cannot use --hooks-dir %s: it is not a directory; give the directory of "
-                                   "the hook programs",
-                                   hooks_dir);
+                return wu_usage_error(
+                        "cannot use --hooks-dir %s: it is not a directory; give the directory of "
+                        "the hook programs",
+                        hooks_dir);
         r = hook_list_scan(hooks_dir, &probe);
         if (r < 0)
-                return usage_error("cannot read --hooks-dir %s: %s; give a directory this user may read",
-                                   hooks_dir, strerror(-r));
+                return wu_usage_error("cannot read --hooks-dir %s: %s; give a directory this user may read",
+                                      hooks_dir, strerror(-r));
         n_hooks = probe.n;
         hook_list_free(&probe);
 
-        r = lvss_writer_new(name, CLASS_ID, hooks_dir, &w);
-        if (r < 0) {
-                if (r == -EINVAL)
-                        return usage_error(
-                                "invalid --name '%s' (or unusable --hooks-dir): use 1 to 255 of the "
-                                "characters A-Z a-z 0-9 . _ @ + -",
-                                name);
-                log_msg("cannot create the writer: %s", strerror(-r));
-                return EXIT_FAILURE;
-        }
+        r = wu_writer_new(&(struct wu_identity){ .name = name,
+                                                 .class_id = CLASS_ID,
+                                                 .instance_name = hooks_dir,
+                                                 .instance_option = "--hooks-dir",
+                                                 .level = LVSS_LEVEL_FRONT_END,
+                                                 .freeze_timeout_ms = freeze_ms,
+                                                 .usage = LVSS_WMD_USAGE_USER_DATA,
+                                                 .source = LVSS_WMD_SOURCE_OTHER,
+                                                 .backup_types = BACKUP_TYPES },
+                          &w);
+        if (r != 0)
+                return r;
         x.hooks_dir = hooks_dir;
-        r = lvss_writer_set_freeze_timeout(w, freeze_ms);
-        if (r >= 0)
-                r = lvss_writer_set_types(w, LVSS_WMD_USAGE_USER_DATA, LVSS_WMD_SOURCE_OTHER);
-        if (r >= 0)
-                r = lvss_wmd_set_backup_schema(lvss_writer_metadata(w),
-                                               LVSS_WMD_BACKUP_FULL | LVSS_WMD_BACKUP_INCREMENTAL |
-                                                       LVSS_WMD_BACKUP_DIFFERENTIAL | LVSS_WMD_BACKUP_COPY);
-        if (r < 0) {
-                log_msg("cannot set up the writer: %s", strerror(-r));
-                goto out;
-        }
         for (size_t i = 0; i < n_paths; i++) {
                 r = add_path_component(lvss_writer_metadata(w), paths[i]);
                 if (r != 0) {
@@ -557,34 +443,11 @@ int main(int argc, char **argv) {
                         goto out;
                 }
         }
-        if (lvss_writer_set_callback(w, LVSS_EVENT_FREEZE, on_freeze, &x) < 0 ||
-            lvss_writer_set_callback(w, LVSS_EVENT_THAW, on_thaw, &x) < 0 ||
-            lvss_writer_set_callback(w, LVSS_EVENT_ABORT, on_thaw, &x) < 0) {
-                log_msg("cannot set the writer's callbacks");
+        if (wu_set_callbacks(w, callbacks, ELEMENTSOF(callbacks), &x) < 0)
                 goto out;
-        }
 
-        signal(SIGPIPE, SIG_IGN);
-        the_writer = w;
-        sa.sa_handler = on_signal;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGHUP, &sa, NULL);
-
-        r = lvss_writer_connect(w, socket_path);
-        if (r < 0) {
-                code = connect_error(r, socket_path, name);
-                goto out;
-        }
-        log_msg("writer '%s' registered (%zu hook(s) in %s, read again at each freeze; %zu path(s))", name,
-                n_hooks, hooks_dir, n_paths);
-        r = lvss_writer_run(w);
-        if (r < 0 && r != -ECONNRESET)
-                log_msg("the writer stopped: %s", strerror(-r));
-        else if (r == -ECONNRESET)
-                log_msg("lvssd went away: stopping");
-        code = r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        code = wu_serve(w, socket_path, name, "%zu hook(s) in %s, read again at each freeze; %zu path(s)",
+                        n_hooks, hooks_dir, n_paths);
 
 out:
         /* Never leave the hooks frozen: a SIGTERM in the freeze window thaws here. */
@@ -592,9 +455,8 @@ out:
                 struct lvss_event_info info = { .event = LVSS_EVENT_ABORT,
                                                 .set_id = "",
                                                 .deadline_ms = 30000 };
-                (void) thaw_all(&x, &info, now_ms() + info.deadline_ms);
+                (void) thaw_all(&x, &info, wu_now_ms() + info.deadline_ms);
         }
-        the_writer = NULL;
         lvss_writer_free(w);
         return code;
 }

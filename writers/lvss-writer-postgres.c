@@ -48,7 +48,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -63,19 +62,15 @@
 #include <lvss/writer.h>
 
 #include "common/macro.h"
-
-#ifndef PROJECT_VERSION
-#define PROJECT_VERSION "unknown"
-#endif
+#include "writers/writer-util.h"
 
 #define PROG "lvss-writer-postgres"
 #define CLASS_ID "9d3b6f21-7e4a-4c05-b8d2-0f6e1a9c5b73"
 #define LOGICAL_PATH "PostgreSQL"
-#define EXIT_USAGE 2
-#define NO_DEADLINE_MS 30000u
+#define BACKUP_TYPES (LVSS_WMD_BACKUP_FULL | LVSS_WMD_BACKUP_COPY)
 #define TABLESPACE_MAP_MARK "-- lvss: tablespace_map --\n"
 
-static lvss_writer *the_writer; /* for the signal handler */
+const char wu_program[] = PROG;
 
 struct pg_writer {
         char *pgdata; /* absolute, symbolic links resolved */
@@ -89,47 +84,6 @@ struct pg_writer {
 };
 
 enum query_status { QUERY_OK, QUERY_ERROR, QUERY_TIMEOUT, QUERY_CONNECTION };
-
-static void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void log_msg(const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        fputs(PROG ": ", stderr);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
-        va_end(ap);
-}
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        fputs(PROG ": ", stderr);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
-        va_end(ap);
-        return EXIT_USAGE;
-}
-
-static uint64_t now_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
-}
-
-/* The moment to have answered by: the event's deadline less a margin for the answer itself. A
- * deadline of 0 is liblvss's own Abort (freeze window passed, lvssd gone), which nobody waits for:
- * then NO_DEADLINE_MS, so that what must be undone still is. */
-static uint64_t event_end(const struct lvss_event_info *info) {
-        uint32_t margin = MIN(info->deadline_ms / 10, 250u);
-
-        if (info->deadline_ms == 0)
-                return now_ms() + NO_DEADLINE_MS;
-        return now_ms() + info->deadline_ms - margin;
-}
 
 /* MSG (libpq's, which ends in a newline and may span lines) on one line (static buffer). */
 static const char *one_line(const char *msg) {
@@ -158,7 +112,7 @@ static const char *pg_error(const PGconn *c) {
  * connection attempt bounded by END. NULL on failure (said on stderr). */
 static PGconn *pg_connect(const char *conninfo, uint64_t end) {
         char timeout[16];
-        uint64_t left = end > now_ms() ? end - now_ms() : 0;
+        uint64_t left = end > wu_now_ms() ? end - wu_now_ms() : 0;
         const char *keys[] = { "connect_timeout", "fallback_application_name", "dbname", NULL };
         const char *values[] = { timeout, PROG, conninfo, NULL };
         PGconn *c;
@@ -168,8 +122,8 @@ static PGconn *pg_connect(const char *conninfo, uint64_t end) {
         c = PQconnectdbParams(keys, values, 1);
         if (!c || PQstatus(c) != CONNECTION_OK) {
                 /* Not the connection string itself: it may hold a password. */
-                log_msg("cannot connect to PostgreSQL: %s; start it, or give the right --conninfo",
-                        pg_error(c));
+                wu_log("cannot connect to PostgreSQL: %s; start it, or give the right --conninfo",
+                       pg_error(c));
                 PQfinish(c);
                 return NULL;
         }
@@ -184,7 +138,7 @@ static enum query_status pg_wait(PGconn *c, uint64_t end, PGresult **ret) {
         for (;;) {
                 while (PQisBusy(c)) {
                         struct pollfd p = { .fd = PQsocket(c), .events = POLLIN };
-                        uint64_t now = now_ms();
+                        uint64_t now = wu_now_ms();
 
                         if (now >= end) {
                                 char err[256];
@@ -196,7 +150,7 @@ static enum query_status pg_wait(PGconn *c, uint64_t end, PGresult **ret) {
                                 }
                                 /* The server answers a cancel at once; drain, but not for ever. */
                                 end = now + 5000;
-                                while (PQisBusy(c) && now_ms() < end) {
+                                while (PQisBusy(c) && wu_now_ms() < end) {
                                         p.revents = 0;
                                         if (poll(&p, 1, 100) < 0 && errno != EINTR)
                                                 break;
@@ -244,7 +198,7 @@ static enum query_status pg_query(PGconn *c, const char *sql, int n_params, cons
         if (st != QUERY_OK)
                 return st;
         if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK) {
-                log_msg("%s: %s", sql, one_line(PQresultErrorMessage(res)));
+                wu_log("%s: %s", sql, one_line(PQresultErrorMessage(res)));
                 PQclear(res);
                 return PQstatus(c) == CONNECTION_OK ? QUERY_ERROR : QUERY_CONNECTION;
         }
@@ -291,19 +245,19 @@ static lvss_result backup_stop(struct pg_writer *p, uint64_t end, char **ret_dat
         }
         st = pg_query(p->conn, sql, 0, NULL, end, &res);
         if (st != QUERY_OK) {
-                log_msg("set %s: cannot stop the backup; closing its session, which ends it", p->set_id);
+                wu_log("set %s: cannot stop the backup; closing its session, which ends it", p->set_id);
                 session_close(p);
                 return result_of(st);
         }
         if (PQntuples(res) != 1 || PQnfields(res) != 3) {
-                log_msg("set %s: %s answered %d rows of %d columns, not one of 3", p->set_id, sql,
-                        PQntuples(res), PQnfields(res));
+                wu_log("set %s: %s answered %d rows of %d columns, not one of 3", p->set_id, sql,
+                       PQntuples(res), PQnfields(res));
                 out = LVSS_RESULT_NON_RETRYABLE;
         } else {
                 const char *label = PQgetvalue(res, 0, 1),
                            *map = PQgetisnull(res, 0, 2) ? "" : PQgetvalue(res, 0, 2);
 
-                log_msg("set %s: backup stopped at %s", p->set_id, PQgetvalue(res, 0, 0));
+                wu_log("set %s: backup stopped at %s", p->set_id, PQgetvalue(res, 0, 0));
                 if (ret_data &&
                     asprintf(ret_data, "%s%s%s", label, *map ? TABLESPACE_MAP_MARK : "", map) < 0) {
                         *ret_data = NULL;
@@ -322,14 +276,14 @@ static lvss_result on_prepare_for_snapshot(lvss_writer *w, const struct lvss_eve
         struct pg_writer *p = userdata;
         const char *sql = p->server_version >= 150000 ? "SELECT pg_backup_start($1, fast => true)"
                                                       : "SELECT pg_start_backup($1, true, false)";
-        uint64_t start = now_ms(), end = event_end(info);
+        uint64_t start = wu_now_ms(), end = wu_event_end(info);
         _cleanup_free_ char *label = NULL;
         const char *params[1];
         PGresult *res = NULL;
         enum query_status st;
 
         if (p->in_backup) { /* a backup of an earlier set that nothing ended (cannot happen with lvssd) */
-                log_msg("ending the backup of set %s, left over", p->set_id);
+                wu_log("ending the backup of set %s, left over", p->set_id);
                 (void) backup_stop(p, end, NULL);
         }
         session_close(p);
@@ -344,13 +298,13 @@ static lvss_result on_prepare_for_snapshot(lvss_writer *w, const struct lvss_eve
         params[0] = label;
         st = pg_query(p->conn, sql, 1, params, end, &res);
         if (st != QUERY_OK) {
-                log_msg("set %s: cannot start the backup (%s)", p->set_id,
-                        st == QUERY_TIMEOUT ? "its checkpoint took past the deadline" : "see above");
+                wu_log("set %s: cannot start the backup (%s)", p->set_id,
+                       st == QUERY_TIMEOUT ? "its checkpoint took past the deadline" : "see above");
                 session_close(p); /* ends a backup started meanwhile */
                 return result_of(st);
         }
-        log_msg("set %s: backup started at %s after %" PRIu64 " ms", p->set_id,
-                PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "?", now_ms() - start);
+        wu_log("set %s: backup started at %s after %" PRIu64 " ms", p->set_id,
+               PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "?", wu_now_ms() - start);
         PQclear(res);
         p->in_backup = true;
         return LVSS_RESULT_OK;
@@ -363,17 +317,17 @@ static lvss_result on_post_snapshot(lvss_writer *w, const struct lvss_event_info
         int r;
 
         if (!p->in_backup) {
-                log_msg("set %s: no backup in progress at PostSnapshot (it was aborted): no backup label",
-                        info->set_id ? info->set_id : "?");
+                wu_log("set %s: no backup in progress at PostSnapshot (it was aborted): no backup label",
+                       info->set_id ? info->set_id : "?");
                 return LVSS_RESULT_RETRYABLE;
         }
-        res = backup_stop(p, event_end(info), &data);
+        res = backup_stop(p, wu_event_end(info), &data);
         if (res != LVSS_RESULT_OK)
                 return res;
         r = lvss_writer_set_backup_metadata(w, p->component, data);
         if (r < 0) {
-                log_msg("cannot keep the backup label as the backup metadata of %s: %s", p->component,
-                        strerror(-r));
+                wu_log("cannot keep the backup label as the backup metadata of %s: %s", p->component,
+                       strerror(-r));
                 return LVSS_RESULT_NON_RETRYABLE;
         }
         return LVSS_RESULT_OK;
@@ -383,8 +337,8 @@ static lvss_result on_abort(lvss_writer *w, const struct lvss_event_info *info, 
         struct pg_writer *p = userdata;
 
         if (p->in_backup)
-                log_msg("set %s: %s: ending the backup", p->set_id, lvss_event_to_string(info->event));
-        return backup_stop(p, event_end(info), NULL);
+                wu_log("set %s: %s: ending the backup", p->set_id, lvss_event_to_string(info->event));
+        return backup_stop(p, wu_event_end(info), NULL);
 }
 
 /* The PID in DATADIR/postmaster.pid if that process lives; 0 if none. */
@@ -411,8 +365,8 @@ static lvss_result on_pre_restore(lvss_writer *w, const struct lvss_event_info *
         pid_t pid = running_postmaster(p->pgdata);
 
         if (pid > 0) {
-                log_msg("PostgreSQL still runs on %s (postmaster %ld): stop the service before restoring",
-                        p->pgdata, (long) pid);
+                wu_log("PostgreSQL still runs on %s (postmaster %ld): stop the service before restoring",
+                       p->pgdata, (long) pid);
                 return LVSS_RESULT_VETO;
         }
         return LVSS_RESULT_OK;
@@ -431,7 +385,8 @@ static int write_file(const char *dir, const char *name, const char *data, size_
         fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return negative_errno();
-        if (fchown(fd, st.st_uid, st.st_gid) < 0)
+        /* A file left there keeps its owner and mode through O_CREAT: set both. */
+        if (fchown(fd, st.st_uid, st.st_gid) < 0 || fchmod(fd, 0600) < 0)
                 return negative_errno();
         while (len > 0) {
                 ssize_t n = write(fd, data, len);
@@ -459,9 +414,9 @@ static lvss_result on_post_restore(lvss_writer *w, const struct lvss_event_info 
                 return LVSS_RESULT_OK; /* crash recovery at the next start: nothing to write */
         r = lvss_writer_get_backup_metadata(w, p->component, &data);
         if (r < 0) {
-                log_msg("no backup label was kept for %s: cannot prepare archive recovery (restore without "
-                        "--archive-recovery to let PostgreSQL run crash recovery)",
-                        p->component);
+                wu_log("no backup label was kept for %s: cannot prepare archive recovery (restore without "
+                       "--archive-recovery to let PostgreSQL run crash recovery)",
+                       p->component);
                 return LVSS_RESULT_NON_RETRYABLE;
         }
         map = strstr(data, TABLESPACE_MAP_MARK);
@@ -473,36 +428,16 @@ static lvss_result on_post_restore(lvss_writer *w, const struct lvss_event_info 
         if (r >= 0)
                 r = write_file(p->pgdata, "recovery.signal", "", 0);
         if (r < 0) {
-                log_msg("cannot write the recovery files into %s: %s", p->pgdata, strerror(-r));
+                wu_log("cannot write the recovery files into %s: %s", p->pgdata, strerror(-r));
                 return LVSS_RESULT_NON_RETRYABLE;
         }
-        log_msg("wrote backup_label%s and recovery.signal into %s: set restore_command before starting "
-                "PostgreSQL",
-                map ? ", tablespace_map" : "", p->pgdata);
+        wu_log("wrote backup_label%s and recovery.signal into %s: set restore_command before starting "
+               "PostgreSQL",
+               map ? ", tablespace_map" : "", p->pgdata);
         return LVSS_RESULT_OK;
 }
 
 /* ---- setup -------------------------------------------------------------------------------------- */
-
-static void on_signal(int sig) {
-        if (the_writer)
-                lvss_writer_quit(the_writer);
-}
-
-/* "/var/lib/postgresql/15/main" -> "var-lib-postgresql-15-main". */
-static char *name_from_path(const char *path) {
-        char *name;
-
-        while (*path == '/')
-                path++;
-        name = strdup(*path ? path : "root");
-        if (!name)
-                return NULL;
-        for (char *q = name; *q; q++)
-                if (*q == '/')
-                        *q = '-';
-        return name;
-}
 
 /* The component: data directory, tablespaces, WAL directory, exclusions. An exit code on failure. */
 static int describe_cluster(struct pg_writer *p, lvss_wmd *wmd) {
@@ -511,27 +446,28 @@ static int describe_cluster(struct pg_writer *p, lvss_wmd *wmd) {
         static const char *const emptied_dirs[] = { "pg_stat_tmp", "pg_replslot", "pg_dynshmem",
                                                     "pg_notify",   "pg_serial",   "pg_snapshots",
                                                     "pg_subtrans" };
-        const unsigned types = LVSS_WMD_BACKUP_FULL | LVSS_WMD_BACKUP_COPY;
         _cleanup_free_ char *name = NULL, *wal_link = NULL, *wal = NULL, *tblspc = NULL;
         lvss_wmd_component *c;
         DIR *d;
         struct dirent *de;
         int r;
 
-        name = name_from_path(p->pgdata);
+        name = wu_name_from_path(p->pgdata);
         if (!name || asprintf(&p->component, LOGICAL_PATH "/%s", name) < 0 ||
             asprintf(&wal_link, "%s/pg_wal", p->pgdata) < 0 ||
             asprintf(&tblspc, "%s/pg_tblspc", p->pgdata) < 0)
-                return usage_error("out of memory");
+                return wu_usage_error("out of memory");
         wal = realpath(wal_link, NULL);
         if (!wal)
-                return usage_error("cannot resolve the WAL directory %s: %s; give the data directory of a "
-                                   "PostgreSQL 10 or later cluster",
-                                   wal_link, strerror(errno));
+                return wu_usage_error(
+                        "cannot resolve the WAL directory %s: %s; give the data directory of a "
+                        "PostgreSQL 10 or later cluster",
+                        wal_link, strerror(errno));
         r = lvss_wmd_add_component(wmd, LVSS_WMD_COMPONENT_DATABASE, LOGICAL_PATH, name, p->pgdata, true,
                                    true, &c);
         if (r >= 0)
-                r = lvss_wmd_component_add_files(c, LVSS_WMD_DATABASE_FILES, p->pgdata, "*", true, types);
+                r = lvss_wmd_component_add_files(c, LVSS_WMD_DATABASE_FILES, p->pgdata, "*", true,
+                                                 BACKUP_TYPES);
         d = r >= 0 ? opendir(tblspc) : NULL;
         while (d && r >= 0 && (de = readdir(d))) {
                 _cleanup_free_ char *link = NULL, *target = NULL;
@@ -544,16 +480,17 @@ static int describe_cluster(struct pg_writer *p, lvss_wmd *wmd) {
                 }
                 target = realpath(link, NULL);
                 if (!target) {
-                        log_msg("note: the tablespace %s does not resolve (%s): left out", link,
-                                strerror(errno));
+                        wu_log("note: the tablespace %s does not resolve (%s): left out", link,
+                               strerror(errno));
                         continue;
                 }
-                r = lvss_wmd_component_add_files(c, LVSS_WMD_DATABASE_FILES, target, "*", true, types);
+                r = lvss_wmd_component_add_files(c, LVSS_WMD_DATABASE_FILES, target, "*", true,
+                                                 BACKUP_TYPES);
         }
         if (d)
                 closedir(d);
         if (r >= 0)
-                r = lvss_wmd_component_add_files(c, LVSS_WMD_LOG_FILES, wal, "*", true, types);
+                r = lvss_wmd_component_add_files(c, LVSS_WMD_LOG_FILES, wal, "*", true, BACKUP_TYPES);
         for (size_t i = 0; r >= 0 && i < ELEMENTSOF(excluded_files); i++)
                 r = lvss_wmd_add_exclude(wmd, p->pgdata, excluded_files[i], false);
         if (r >= 0)
@@ -567,7 +504,7 @@ static int describe_cluster(struct pg_writer *p, lvss_wmd *wmd) {
                         r = lvss_wmd_add_exclude(wmd, dir, "*", true);
         }
         if (r < 0)
-                return usage_error(
+                return wu_usage_error(
                         "cannot describe the cluster %s in the writer's metadata: %s; give a shorter "
                         "path without control characters",
                         p->pgdata, strerror(-r));
@@ -576,7 +513,7 @@ static int describe_cluster(struct pg_writer *p, lvss_wmd *wmd) {
 
 /* Connects once to check that CONNINFO reaches the cluster of --pgdata. An exit code on failure. */
 static int check_server(struct pg_writer *p) {
-        PGconn *c = pg_connect(p->conninfo, now_ms() + 10000);
+        PGconn *c = pg_connect(p->conninfo, wu_now_ms() + 10000);
         PGresult *res = NULL;
         _cleanup_free_ char *served = NULL;
         int code = 0;
@@ -585,52 +522,32 @@ static int check_server(struct pg_writer *p) {
                 return EXIT_FAILURE;
         p->server_version = PQserverVersion(c);
         if (p->server_version < 100000) {
-                log_msg("the server is PostgreSQL %d.%d: this writer needs PostgreSQL 10 or later",
-                        p->server_version / 10000, p->server_version / 100 % 100);
+                wu_log("the server is PostgreSQL %d.%d: this writer needs PostgreSQL 10 or later",
+                       p->server_version / 10000, p->server_version / 100 % 100);
                 PQfinish(c);
                 return EXIT_FAILURE;
         }
-        if (pg_query(c, "SELECT current_setting('data_directory')", 0, NULL, now_ms() + 10000, &res) !=
+        if (pg_query(c, "SELECT current_setting('data_directory')", 0, NULL, wu_now_ms() + 10000, &res) !=
                     QUERY_OK ||
             PQntuples(res) != 1) {
-                log_msg("cannot ask the server for its data directory (%s): connect as a superuser or a "
-                        "member of "
-                        "pg_read_all_settings",
-                        pg_error(c));
+                wu_log("cannot ask the server for its data directory (%s): connect as a superuser or a "
+                       "member of "
+                       "pg_read_all_settings",
+                       pg_error(c));
                 PQclear(res);
                 PQfinish(c);
                 return EXIT_FAILURE;
         }
         served = realpath(PQgetvalue(res, 0, 0), NULL);
         if (!served || strcmp(served, p->pgdata) != 0) {
-                log_msg("the server that --conninfo reaches serves the data directory %s, not %s: give the "
-                        "--conninfo of the cluster of --pgdata",
-                        PQgetvalue(res, 0, 0), p->pgdata);
+                wu_log("the server that --conninfo reaches serves the data directory %s, not %s: give the "
+                       "--conninfo of the cluster of --pgdata",
+                       PQgetvalue(res, 0, 0), p->pgdata);
                 code = EXIT_FAILURE;
         }
         PQclear(res);
         PQfinish(c);
         return code;
-}
-
-static int connect_error(int r, const char *socket_path, const char *name) {
-        const char *where = socket_path ? socket_path : getenv("LVSS_SOCKET");
-
-        if (!where || !*where)
-                where = "/run/lvss/lvssd.sock";
-        if (r == -ECONNREFUSED || r == -ENOENT)
-                log_msg("cannot connect to lvssd at %s: it is not running; start lvssd, or give its socket "
-                        "with --socket",
-                        where);
-        else if (r == -EACCES || r == -EPERM)
-                log_msg("lvssd at %s refuses to register this writer: run it as root or as a member of the "
-                        "group lvss-admin",
-                        where);
-        else if (r == -EEXIST)
-                log_msg("a writer named '%s' is registered with lvssd already: give another --name", name);
-        else
-                log_msg("cannot register with lvssd at %s: %s", where, strerror(-r));
-        return EXIT_FAILURE;
 }
 
 static void help(void) {
@@ -665,6 +582,15 @@ int main(int argc, char **argv) {
                 OPT_SOCKET,
                 OPT_VERSION
         };
+        static const struct wu_callback callbacks[] = {
+                { LVSS_EVENT_PREPARE_FOR_SNAPSHOT, on_prepare_for_snapshot },
+                { LVSS_EVENT_POST_SNAPSHOT, on_post_snapshot },
+                { LVSS_EVENT_ABORT, on_abort },
+                { LVSS_EVENT_BACKUP_COMPLETE, on_abort },
+                { LVSS_EVENT_BACKUP_SHUTDOWN, on_abort },
+                { LVSS_EVENT_PRE_RESTORE, on_pre_restore },
+                { LVSS_EVENT_POST_RESTORE, on_post_restore },
+        };
         static const struct option options[] = {
                 { "pgdata", required_argument, NULL, OPT_PGDATA },
                 { "conninfo", required_argument, NULL, OPT_CONNINFO },
@@ -680,7 +606,6 @@ int main(int argc, char **argv) {
         struct pg_writer p = { .conninfo = "" };
         _cleanup_free_ char *version_file = NULL, *procedure = NULL;
         lvss_writer *w = NULL;
-        struct sigaction sa = {};
         lvss_wmd *wmd;
         struct stat st;
         int c, r, code = EXIT_FAILURE;
@@ -710,69 +635,59 @@ int main(int argc, char **argv) {
                         help();
                         return EXIT_SUCCESS;
                 case OPT_VERSION:
-                        printf(PROG " %s\n", PROJECT_VERSION);
+                        wu_print_version();
                         return EXIT_SUCCESS;
-                case ':':
-                        return usage_error("option '%s' needs a value: '" PROG " --help' shows the options",
-                                           argv[optind - 1]);
                 default:
-                        return usage_error("unknown option '%s': '" PROG " --help' shows the options",
-                                           argv[optind - 1]);
+                        return wu_option_error(c, argv);
                 }
         }
         if (optind < argc)
-                return usage_error("unexpected argument '%s': give the data directory with --pgdata",
-                                   argv[optind]);
+                return wu_usage_error("unexpected argument '%s': give the data directory with --pgdata",
+                                      argv[optind]);
         if (!pgdata_arg)
-                return usage_error("missing --pgdata DIR: give the cluster's data directory");
+                return wu_usage_error("missing --pgdata DIR: give the cluster's data directory");
         p.pgdata = realpath(pgdata_arg, NULL);
         if (!p.pgdata)
-                return usage_error("cannot use --pgdata %s: %s; give the cluster's data directory",
-                                   pgdata_arg, strerror(errno));
+                return wu_usage_error("cannot use --pgdata %s: %s; give the cluster's data directory",
+                                      pgdata_arg, strerror(errno));
         if (asprintf(&version_file, "%s/PG_VERSION", p.pgdata) < 0)
-                return usage_error("out of memory");
+                return wu_usage_error("out of memory");
         if (stat(version_file, &st) < 0) {
-                code = usage_error(
+                code = wu_usage_error(
                         "%s is not a PostgreSQL data directory (no PG_VERSION): give the cluster's data "
                         "directory with --pgdata",
                         pgdata_arg);
                 goto out;
         }
 
-        r = lvss_writer_new(name, CLASS_ID, p.pgdata, &w);
-        if (r < 0) {
-                if (r == -EINVAL)
-                        code = usage_error("invalid --name '%s' (or unusable --pgdata): use 1 to 255 of the "
-                                           "characters A-Z a-z 0-9 . _ @ + -",
-                                           name);
-                else
-                        log_msg("cannot create the writer: %s", strerror(-r));
+        r = wu_writer_new(&(struct wu_identity){ .name = name,
+                                                 .class_id = CLASS_ID,
+                                                 .instance_name = p.pgdata,
+                                                 .instance_option = "--pgdata",
+                                                 .level = LVSS_LEVEL_BACK_END,
+                                                 .usage = LVSS_WMD_USAGE_USER_DATA,
+                                                 .source = LVSS_WMD_SOURCE_TRANSACTED_DB,
+                                                 .backup_types = BACKUP_TYPES },
+                          &w);
+        if (r != 0) {
+                code = r;
                 goto out;
         }
         wmd = lvss_writer_metadata(w);
-        r = lvss_writer_set_level(w, LVSS_LEVEL_BACK_END);
-        if (r >= 0)
-                r = lvss_writer_set_types(w, LVSS_WMD_USAGE_USER_DATA, LVSS_WMD_SOURCE_TRANSACTED_DB);
-        if (r >= 0)
-                r = lvss_wmd_set_backup_schema(wmd, LVSS_WMD_BACKUP_FULL | LVSS_WMD_BACKUP_COPY);
-        if (r < 0) {
-                log_msg("cannot set up the writer: %s", strerror(-r));
-                goto out;
-        }
         if (asprintf(&procedure,
                      p.archive_recovery
                              ? "Stop %s, put the files back, set restore_command, start %s: PostgreSQL runs "
                                "archive recovery from the backup label."
                              : "Stop %s, put the files back, start %s: PostgreSQL runs crash recovery.",
                      service, service) < 0) {
-                log_msg("out of memory");
+                wu_log("out of memory");
                 goto out;
         }
         r = lvss_wmd_set_restore_method(wmd, LVSS_WMD_RESTORE_STOP_RESTORE_START, service, procedure,
                                         LVSS_WMD_WRITER_RESTORE_ALWAYS, false);
         if (r < 0) {
-                code = usage_error("invalid --service '%s': give a service name without control characters",
-                                   service);
+                code = wu_usage_error(
+                        "invalid --service '%s': give a service name without control characters", service);
                 goto out;
         }
         r = describe_cluster(&p, wmd);
@@ -785,46 +700,18 @@ int main(int argc, char **argv) {
                 code = r;
                 goto out;
         }
-        if (lvss_writer_set_callback(w, LVSS_EVENT_PREPARE_FOR_SNAPSHOT, on_prepare_for_snapshot, &p) < 0 ||
-            lvss_writer_set_callback(w, LVSS_EVENT_POST_SNAPSHOT, on_post_snapshot, &p) < 0 ||
-            lvss_writer_set_callback(w, LVSS_EVENT_ABORT, on_abort, &p) < 0 ||
-            lvss_writer_set_callback(w, LVSS_EVENT_BACKUP_COMPLETE, on_abort, &p) < 0 ||
-            lvss_writer_set_callback(w, LVSS_EVENT_BACKUP_SHUTDOWN, on_abort, &p) < 0 ||
-            lvss_writer_set_callback(w, LVSS_EVENT_PRE_RESTORE, on_pre_restore, &p) < 0 ||
-            lvss_writer_set_callback(w, LVSS_EVENT_POST_RESTORE, on_post_restore, &p) < 0) {
-                log_msg("cannot set the writer's callbacks");
+        if (wu_set_callbacks(w, callbacks, ELEMENTSOF(callbacks), &p) < 0)
                 goto out;
-        }
 
-        signal(SIGPIPE, SIG_IGN);
-        the_writer = w;
-        sa.sa_handler = on_signal;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGHUP, &sa, NULL);
-
-        r = lvss_writer_connect(w, socket_path);
-        if (r < 0) {
-                code = connect_error(r, socket_path, name);
-                goto out;
-        }
-        log_msg("writer '%s' registered (cluster %s, PostgreSQL %d)", name, p.pgdata,
-                p.server_version / 10000);
-        r = lvss_writer_run(w);
-        if (r == -ECONNRESET)
-                log_msg("lvssd went away: stopping");
-        else if (r < 0)
-                log_msg("the writer stopped: %s", strerror(-r));
-        code = r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        code = wu_serve(w, socket_path, name, "cluster %s, PostgreSQL %d", p.pgdata,
+                        p.server_version / 10000);
 
 out:
         if (p.in_backup) { /* never leave the server in backup mode */
-                log_msg("set %s: stopping: ending the backup", p.set_id);
-                (void) backup_stop(&p, now_ms() + 30000, NULL);
+                wu_log("set %s: stopping: ending the backup", p.set_id);
+                (void) backup_stop(&p, wu_now_ms() + 30000, NULL);
         }
         session_close(&p);
-        the_writer = NULL;
         lvss_writer_free(w);
         free(p.pgdata);
         free(p.component);

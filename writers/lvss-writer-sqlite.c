@@ -27,8 +27,9 @@
  * most 10 s and never past the event's deadline.
  *
  * At PreRestore (the application is stopped: restore method stop-restore-start) the live
- * databases are checkpointed and closed, so that no WAL or hot journal of theirs can be replayed
- * over the restored files. A database still in use vetoes the restore.
+ * databases of the restored components are checkpointed and closed, so that no WAL or hot journal
+ * of theirs can be replayed over the restored files. A database another connection still writes
+ * to (its write lock taken) vetoes the restore.
  *
  * One thread: callbacks run one at a time on lvss_writer_run()'s thread (liblvss).
  */
@@ -38,8 +39,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <libgen.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -54,19 +53,15 @@
 #include <lvss/writer.h>
 
 #include "common/macro.h"
-
-#ifndef PROJECT_VERSION
-#define PROJECT_VERSION "unknown"
-#endif
+#include "writers/writer-util.h"
 
 #define PROG "lvss-writer-sqlite"
 #define CLASS_ID "4e0f9a6b-2c1d-4b8e-9f37-a5d6c2e8b410"
 #define LOGICAL_PATH "Databases"
-#define EXIT_USAGE 2
-#define NO_DEADLINE_MS 30000u
 #define BUSY_WAIT_MAX_MS 10000u
+#define BACKUP_TYPES (LVSS_WMD_BACKUP_FULL | LVSS_WMD_BACKUP_COPY)
 
-static lvss_writer *the_writer; /* for the signal handler */
+const char wu_program[] = PROG;
 
 struct db {
         char *path; /* absolute, symbolic links resolved */
@@ -85,47 +80,6 @@ struct sqlite_writer {
         size_t n_selected;
 };
 
-static void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void log_msg(const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        fputs(PROG ": ", stderr);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
-        va_end(ap);
-}
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        fputs(PROG ": ", stderr);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
-        va_end(ap);
-        return EXIT_USAGE;
-}
-
-static uint64_t now_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
-}
-
-/* The moment to have answered by: the event's deadline less a margin for the answer itself. A
- * deadline of 0 is liblvss's own Abort (freeze window passed, lvssd gone), which nobody waits for:
- * then NO_DEADLINE_MS, so that what must be undone still is. */
-static uint64_t event_end(const struct lvss_event_info *info) {
-        uint32_t margin = MIN(info->deadline_ms / 10, 250u);
-
-        if (info->deadline_ms == 0)
-                return now_ms() + NO_DEADLINE_MS;
-        return now_ms() + info->deadline_ms - margin;
-}
-
 /* ---- one database ------------------------------------------------------------------------------- */
 
 /* Polls every 0.1 ms until DB->busy_until: a writer committing back to back leaves the lock free
@@ -135,14 +89,14 @@ static int busy_handler(void *userdata, int count) {
         struct db *d = userdata;
         struct timespec ts = { 0, 100 * 1000 };
 
-        if (now_ms() >= d->busy_until)
+        if (wu_now_ms() >= d->busy_until)
                 return 0;
         nanosleep(&ts, NULL);
         return 1;
 }
 
 static void db_set_wait(struct db *d, uint64_t end) {
-        d->busy_until = MIN(end, now_ms() + BUSY_WAIT_MAX_MS);
+        d->busy_until = MIN(end, wu_now_ms() + BUSY_WAIT_MAX_MS);
 }
 
 static int db_exec(struct db *d, const char *sql) {
@@ -152,7 +106,7 @@ static int db_exec(struct db *d, const char *sql) {
 static void db_close(struct db *d) {
         if (d->locked) {
                 if (db_exec(d, "ROLLBACK") != SQLITE_OK)
-                        log_msg("%s: ROLLBACK failed: %s", d->path, sqlite3_errmsg(d->conn));
+                        wu_log("%s: ROLLBACK failed: %s", d->path, sqlite3_errmsg(d->conn));
                 d->locked = false;
         }
         if (d->conn) {
@@ -166,8 +120,8 @@ static int db_open(struct db *d, uint64_t end) {
 
         rc = sqlite3_open_v2(d->path, &d->conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
         if (rc != SQLITE_OK) {
-                log_msg("cannot open the database %s: %s", d->path,
-                        d->conn ? sqlite3_errmsg(d->conn) : sqlite3_errstr(rc));
+                wu_log("cannot open the database %s: %s", d->path,
+                       d->conn ? sqlite3_errmsg(d->conn) : sqlite3_errstr(rc));
                 db_close(d);
                 return rc;
         }
@@ -209,13 +163,13 @@ static lvss_result db_freeze(struct db *d, uint64_t end) {
         if (db_open(d, end) != SQLITE_OK)
                 return LVSS_RESULT_RETRYABLE;
         if (!db_journal_mode(d, mode, sizeof mode)) {
-                log_msg("cannot read the journal mode of %s: %s", d->path, sqlite3_errmsg(d->conn));
+                wu_log("cannot read the journal mode of %s: %s", d->path, sqlite3_errmsg(d->conn));
                 db_close(d);
                 return LVSS_RESULT_RETRYABLE;
         }
         wal = strcmp(mode, "wal") == 0;
 
-        while (now_ms() < end) {
+        while (wu_now_ms() < end) {
                 int rc;
                 int64_t size;
 
@@ -248,12 +202,12 @@ static lvss_result db_freeze(struct db *d, uint64_t end) {
                 size = wal_size(d);
                 if (size == 0) {
                         if (attempts > 1)
-                                log_msg("%s: locked with an empty WAL after %u attempts", d->path, attempts);
+                                wu_log("%s: locked with an empty WAL after %u attempts", d->path, attempts);
                         return LVSS_RESULT_OK;
                 }
                 if (size < 0) {
                         snprintf(why, sizeof why, "its -wal file cannot be examined");
-                        log_msg("cannot examine %s: %s", d->wal_path, strerror(errno));
+                        wu_log("cannot examine %s: %s", d->wal_path, strerror(errno));
                         break;
                 }
                 /* A writer committed between the checkpoint and our lock: start again. */
@@ -262,7 +216,7 @@ static lvss_result db_freeze(struct db *d, uint64_t end) {
                         break;
                 d->locked = false;
         }
-        log_msg("cannot quiesce %s before the deadline (%u attempts): %s", d->path, attempts, why);
+        wu_log("cannot quiesce %s before the deadline (%u attempts): %s", d->path, attempts, why);
         db_close(d);
         return LVSS_RESULT_RETRYABLE;
 }
@@ -275,7 +229,7 @@ static lvss_result db_settle(struct db *d, uint64_t end) {
 
         if (access(d->path, F_OK) < 0)
                 return LVSS_RESULT_OK; /* gone: nothing to settle */
-        if (db_open(d, MIN(end, now_ms() + 1000)) != SQLITE_OK)
+        if (db_open(d, MIN(end, wu_now_ms() + 1000)) != SQLITE_OK)
                 return LVSS_RESULT_NON_RETRYABLE;
         if (!db_journal_mode(d, mode, sizeof mode)) {
                 rc = sqlite3_errcode(d->conn);
@@ -289,8 +243,8 @@ static lvss_result db_settle(struct db *d, uint64_t end) {
         if (rc != SQLITE_OK) {
                 lvss_result res = rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? LVSS_RESULT_VETO
                                                                            : LVSS_RESULT_NON_RETRYABLE;
-                log_msg("cannot settle %s before the restore: %s%s", d->path, sqlite3_errmsg(d->conn),
-                        res == LVSS_RESULT_VETO ? " (the application still uses it: stop it first)" : "");
+                wu_log("cannot settle %s before the restore: %s%s", d->path, sqlite3_errmsg(d->conn),
+                       res == LVSS_RESULT_VETO ? " (the application still uses it: stop it first)" : "");
                 db_close(d);
                 return res;
         }
@@ -368,7 +322,7 @@ static void release_all(struct sqlite_writer *s) {
 
 static lvss_result on_freeze(lvss_writer *w, const struct lvss_event_info *info, void *userdata) {
         struct sqlite_writer *s = userdata;
-        uint64_t start = now_ms(), end = event_end(info);
+        uint64_t start = wu_now_ms(), end = wu_event_end(info);
         size_t n = 0;
 
         release_all(s); /* a freeze never thawed (cannot happen with lvssd) */
@@ -385,8 +339,8 @@ static lvss_result on_freeze(lvss_writer *w, const struct lvss_event_info *info,
                 }
                 n++;
         }
-        log_msg("set %s: %zu database(s) quiesced in %" PRIu64 " ms", info->set_id ? info->set_id : "?", n,
-                now_ms() - start);
+        wu_log("set %s: %zu database(s) quiesced in %" PRIu64 " ms", info->set_id ? info->set_id : "?", n,
+               wu_now_ms() - start);
         return LVSS_RESULT_OK;
 }
 
@@ -397,7 +351,7 @@ static lvss_result on_thaw(lvss_writer *w, const struct lvss_event_info *info, v
 
 static lvss_result on_pre_restore(lvss_writer *w, const struct lvss_event_info *info, void *userdata) {
         struct sqlite_writer *s = userdata;
-        uint64_t end = event_end(info);
+        uint64_t end = wu_event_end(info);
         lvss_result res = LVSS_RESULT_OK;
 
         release_all(s);
@@ -408,38 +362,6 @@ static lvss_result on_pre_restore(lvss_writer *w, const struct lvss_event_info *
 }
 
 /* ---- setup -------------------------------------------------------------------------------------- */
-
-static void on_signal(int sig) {
-        if (the_writer)
-                lvss_writer_quit(the_writer);
-}
-
-static bool parse_seconds(const char *s, uint32_t *ret_ms) {
-        char *end;
-        double v;
-
-        errno = 0;
-        v = strtod(s, &end);
-        if (errno != 0 || end == s || *end != '\0' || !(v >= 0.1 && v <= 60.0))
-                return false;
-        *ret_ms = (uint32_t) (v * 1000.0 + 0.5);
-        return true;
-}
-
-/* "/srv/app/main.db" -> "srv-app-main.db". */
-static char *name_from_path(const char *path) {
-        char *name;
-
-        while (*path == '/')
-                path++;
-        name = strdup(path);
-        if (!name)
-                return NULL;
-        for (char *p = name; *p; p++)
-                if (*p == '/')
-                        *p = '-';
-        return name;
-}
 
 /* Checks that ARG is an SQLite database we may write, and fills D; an exit code on failure. Only
  * the header is read: opening it through SQLite would need a lock, which a busy application may
@@ -453,99 +375,71 @@ static int db_init(struct db *d, const char *arg) {
 
         d->path = realpath(arg, NULL);
         if (!d->path)
-                return usage_error("cannot use the database %s: %s; give the path of an existing SQLite "
-                                   "database",
-                                   arg, strerror(errno));
+                return wu_usage_error("cannot use the database %s: %s; give the path of an existing SQLite "
+                                      "database",
+                                      arg, strerror(errno));
         if (stat(d->path, &st) < 0 || !S_ISREG(st.st_mode))
-                return usage_error("cannot use the database %s: it is not a regular file; give the path of "
-                                   "an SQLite database file",
-                                   arg);
+                return wu_usage_error(
+                        "cannot use the database %s: it is not a regular file; give the path of "
+                        "an SQLite database file",
+                        arg);
         if (asprintf(&d->wal_path, "%s-wal", d->path) < 0)
-                return usage_error("out of memory");
+                return wu_usage_error("out of memory");
         fd = open(d->path, O_RDWR | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
-                log_msg("cannot open the database %s for writing: %s; run the writer as a user who may "
-                        "write it",
-                        arg, strerror(errno));
+                wu_log("cannot open the database %s for writing: %s; run the writer as a user who may "
+                       "write it",
+                       arg, strerror(errno));
                 return EXIT_FAILURE;
         }
         n = pread(fd, header, sizeof header, 0);
         if (n < 0) {
-                log_msg("cannot read the database %s: %s", arg, strerror(errno));
+                wu_log("cannot read the database %s: %s", arg, strerror(errno));
                 return EXIT_FAILURE;
         }
         /* An empty file is an empty database to SQLite. */
         if (n != 0 && (n != (ssize_t) sizeof header || memcmp(header, magic, sizeof header) != 0))
-                return usage_error("%s is not an SQLite database (no SQLite header): give the path of a "
-                                   "database file",
-                                   arg);
+                return wu_usage_error("%s is not an SQLite database (no SQLite header): give the path of a "
+                                      "database file",
+                                      arg);
         return 0;
 }
 
 /* Adds D's component to the metadata, named after its path (made unique); an exit code on failure. */
 static int db_describe(struct db *d, lvss_wmd *wmd) {
-        _cleanup_free_ char *copy1 = NULL, *copy2 = NULL, *base = NULL, *spec = NULL;
+        _cleanup_free_ char *copy1 = NULL, *copy2 = NULL, *name = NULL, *spec = NULL;
         const char *dir, *file;
         lvss_wmd_component *c = NULL;
-        const unsigned types = LVSS_WMD_BACKUP_FULL | LVSS_WMD_BACKUP_COPY;
-        int r = -EEXIST;
+        int r;
 
         copy1 = strdup(d->path);
         copy2 = strdup(d->path);
-        base = name_from_path(d->path);
-        if (!copy1 || !copy2 || !base)
-                return usage_error("out of memory");
+        if (!copy1 || !copy2)
+                return wu_usage_error("out of memory");
         dir = dirname(copy1);
         file = basename(copy2);
-        for (unsigned i = 1; r == -EEXIST && i < 1000; i++) {
-                _cleanup_free_ char *name = NULL;
-
-                if (i == 1 ? !(name = strdup(base)) : asprintf(&name, "%s-%u", base, i) < 0)
-                        return usage_error("out of memory");
-                r = lvss_wmd_add_component(wmd, LVSS_WMD_COMPONENT_DATABASE, LOGICAL_PATH, name, d->path,
-                                           true, true, &c);
-                if (r >= 0 && asprintf(&d->component, LOGICAL_PATH "/%s", name) < 0)
-                        return usage_error("out of memory");
-        }
+        r = wu_add_path_component(wmd, LVSS_WMD_COMPONENT_DATABASE, LOGICAL_PATH, d->path, &c, &name);
+        if (r == -ENOMEM || (r >= 0 && asprintf(&d->component, LOGICAL_PATH "/%s", name) < 0))
+                return wu_usage_error("out of memory");
         if (r >= 0)
-                r = lvss_wmd_component_add_files(c, LVSS_WMD_DATABASE_FILES, dir, file, false, types);
+                r = lvss_wmd_component_add_files(c, LVSS_WMD_DATABASE_FILES, dir, file, false, BACKUP_TYPES);
         if (r >= 0 && asprintf(&spec, "%s-wal", file) >= 0) {
-                r = lvss_wmd_component_add_files(c, LVSS_WMD_LOG_FILES, dir, spec, false, types);
+                r = lvss_wmd_component_add_files(c, LVSS_WMD_LOG_FILES, dir, spec, false, BACKUP_TYPES);
                 free(spec);
                 spec = NULL;
         }
         if (r >= 0 && asprintf(&spec, "%s-journal", file) >= 0) {
-                r = lvss_wmd_component_add_files(c, LVSS_WMD_LOG_FILES, dir, spec, false, types);
+                r = lvss_wmd_component_add_files(c, LVSS_WMD_LOG_FILES, dir, spec, false, BACKUP_TYPES);
                 free(spec);
                 spec = NULL;
         }
         if (r >= 0 && asprintf(&spec, "%s-shm", file) >= 0)
                 r = lvss_wmd_add_exclude(wmd, dir, spec, false);
         if (r < 0)
-                return usage_error("cannot describe the database %s in the writer's metadata: %s; give a "
-                                   "shorter path without control characters",
-                                   d->path, strerror(-r));
+                return wu_usage_error("cannot describe the database %s in the writer's metadata: %s; give a "
+                                      "shorter path without control characters",
+                                      d->path, strerror(-r));
         return 0;
-}
-
-static int connect_error(int r, const char *socket_path, const char *name) {
-        const char *where = socket_path ? socket_path : getenv("LVSS_SOCKET");
-
-        if (!where || !*where)
-                where = "/run/lvss/lvssd.sock";
-        if (r == -ECONNREFUSED || r == -ENOENT)
-                log_msg("cannot connect to lvssd at %s: it is not running; start lvssd, or give its socket "
-                        "with --socket",
-                        where);
-        else if (r == -EACCES || r == -EPERM)
-                log_msg("lvssd at %s refuses to register this writer: run it as root or as a member of the "
-                        "group lvss-admin",
-                        where);
-        else if (r == -EEXIST)
-                log_msg("a writer named '%s' is registered with lvssd already: give another --name", name);
-        else
-                log_msg("cannot register with lvssd at %s: %s", where, strerror(-r));
-        return EXIT_FAILURE;
 }
 
 static void help(void) {
@@ -567,6 +461,13 @@ static void help(void) {
 
 int main(int argc, char **argv) {
         enum { OPT_NAME = 0x100, OPT_SERVICE, OPT_FREEZE_TIMEOUT, OPT_SOCKET, OPT_VERSION };
+        static const struct wu_callback callbacks[] = {
+                { LVSS_EVENT_PREPARE_FOR_BACKUP, on_prepare_for_backup },
+                { LVSS_EVENT_FREEZE, on_freeze },
+                { LVSS_EVENT_THAW, on_thaw },
+                { LVSS_EVENT_ABORT, on_thaw },
+                { LVSS_EVENT_PRE_RESTORE, on_pre_restore },
+        };
         static const struct option options[] = {
                 { "name", required_argument, NULL, OPT_NAME },
                 { "service", required_argument, NULL, OPT_SERVICE },
@@ -580,7 +481,6 @@ int main(int argc, char **argv) {
         uint32_t freeze_ms = LVSS_WRITER_FREEZE_TIMEOUT_MAX_MS;
         struct sqlite_writer s = {};
         lvss_writer *w = NULL;
-        struct sigaction sa = {};
         lvss_wmd *wmd;
         int c, r, code = EXIT_FAILURE;
 
@@ -594,8 +494,8 @@ int main(int argc, char **argv) {
                         service = optarg;
                         break;
                 case OPT_FREEZE_TIMEOUT:
-                        if (!parse_seconds(optarg, &freeze_ms))
-                                return usage_error(
+                        if (!wu_parse_seconds(optarg, &freeze_ms))
+                                return wu_usage_error(
                                         "invalid --freeze-timeout '%s': give seconds from 0.1 to 60",
                                         optarg);
                         break;
@@ -606,23 +506,19 @@ int main(int argc, char **argv) {
                         help();
                         return EXIT_SUCCESS;
                 case OPT_VERSION:
-                        printf(PROG " %s\n", PROJECT_VERSION);
+                        wu_print_version();
                         return EXIT_SUCCESS;
-                case ':':
-                        return usage_error("option '%s' needs a value: '" PROG " --help' shows the options",
-                                           argv[optind - 1]);
                 default:
-                        return usage_error("unknown option '%s': '" PROG " --help' shows the options",
-                                           argv[optind - 1]);
+                        return wu_option_error(c, argv);
                 }
         }
         if (optind >= argc)
-                return usage_error(
+                return wu_usage_error(
                         "no database given: name one or more SQLite database files after the options");
 
         s.dbs = calloc((size_t) (argc - optind), sizeof *s.dbs);
         if (!s.dbs)
-                return usage_error("out of memory");
+                return wu_usage_error("out of memory");
         for (int i = optind; i < argc; i++) {
                 r = db_init(&s.dbs[s.n_dbs++], argv[i]);
                 if (r != 0) {
@@ -631,39 +527,31 @@ int main(int argc, char **argv) {
                 }
                 for (size_t k = 0; k + 1 < s.n_dbs; k++)
                         if (strcmp(s.dbs[k].path, s.dbs[s.n_dbs - 1].path) == 0) {
-                                code = usage_error("the database %s is given twice: name each database once",
-                                                   s.dbs[k].path);
+                                code = wu_usage_error(
+                                        "the database %s is given twice: name each database once",
+                                        s.dbs[k].path);
                                 goto out;
                         }
         }
 
-        r = lvss_writer_new(name, CLASS_ID, NULL, &w);
-        if (r < 0) {
-                if (r == -EINVAL)
-                        code = usage_error(
-                                "invalid --name '%s': use 1 to 255 of the characters A-Z a-z 0-9 . _ @ + -",
-                                name);
-                else
-                        log_msg("cannot create the writer: %s", strerror(-r));
+        r = wu_writer_new(&(struct wu_identity){ .name = name,
+                                                 .class_id = CLASS_ID,
+                                                 .level = LVSS_LEVEL_BACK_END,
+                                                 .freeze_timeout_ms = freeze_ms,
+                                                 .usage = LVSS_WMD_USAGE_USER_DATA,
+                                                 .source = LVSS_WMD_SOURCE_TRANSACTED_DB,
+                                                 .backup_types = BACKUP_TYPES },
+                          &w);
+        if (r != 0) {
+                code = r;
                 goto out;
         }
         wmd = lvss_writer_metadata(w);
-        r = lvss_writer_set_level(w, LVSS_LEVEL_BACK_END);
-        if (r >= 0)
-                r = lvss_writer_set_freeze_timeout(w, freeze_ms);
-        if (r >= 0)
-                r = lvss_writer_set_types(w, LVSS_WMD_USAGE_USER_DATA, LVSS_WMD_SOURCE_TRANSACTED_DB);
-        if (r >= 0)
-                r = lvss_wmd_set_backup_schema(wmd, LVSS_WMD_BACKUP_FULL | LVSS_WMD_BACKUP_COPY);
-        if (r < 0) {
-                log_msg("cannot set up the writer: %s", strerror(-r));
-                goto out;
-        }
         r = lvss_wmd_set_restore_method(wmd, LVSS_WMD_RESTORE_STOP_RESTORE_START, service, NULL,
                                         LVSS_WMD_WRITER_RESTORE_ALWAYS, false);
         if (r < 0) {
-                code = usage_error("invalid --service '%s': give a service name without control characters",
-                                   service);
+                code = wu_usage_error(
+                        "invalid --service '%s': give a service name without control characters", service);
                 goto out;
         }
         for (size_t i = 0; i < s.n_dbs; i++) {
@@ -673,39 +561,13 @@ int main(int argc, char **argv) {
                         goto out;
                 }
         }
-        if (lvss_writer_set_callback(w, LVSS_EVENT_PREPARE_FOR_BACKUP, on_prepare_for_backup, &s) < 0 ||
-            lvss_writer_set_callback(w, LVSS_EVENT_FREEZE, on_freeze, &s) < 0 ||
-            lvss_writer_set_callback(w, LVSS_EVENT_THAW, on_thaw, &s) < 0 ||
-            lvss_writer_set_callback(w, LVSS_EVENT_ABORT, on_thaw, &s) < 0 ||
-            lvss_writer_set_callback(w, LVSS_EVENT_PRE_RESTORE, on_pre_restore, &s) < 0) {
-                log_msg("cannot set the writer's callbacks");
+        if (wu_set_callbacks(w, callbacks, ELEMENTSOF(callbacks), &s) < 0)
                 goto out;
-        }
 
-        signal(SIGPIPE, SIG_IGN);
-        the_writer = w;
-        sa.sa_handler = on_signal;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGHUP, &sa, NULL);
-
-        r = lvss_writer_connect(w, socket_path);
-        if (r < 0) {
-                code = connect_error(r, socket_path, name);
-                goto out;
-        }
-        log_msg("writer '%s' registered (%zu database(s))", name, s.n_dbs);
-        r = lvss_writer_run(w);
-        if (r == -ECONNRESET)
-                log_msg("lvssd went away: stopping");
-        else if (r < 0)
-                log_msg("the writer stopped: %s", strerror(-r));
-        code = r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        code = wu_serve(w, socket_path, name, "%zu database(s)", s.n_dbs);
 
 out:
         release_all(&s); /* never leave a database locked */
-        the_writer = NULL;
         lvss_writer_free(w);
         for (size_t i = 0; i < s.n_dbs; i++) {
                 free(s.dbs[i].path);

@@ -10,24 +10,31 @@
 #     same check finds half pairs in most shadows (the test can fail). Files that are not hooks
 #     are never run. A hook that fails vetoes the set, and the hooks already run are thawed in
 #     reverse order; a hook past the deadline is killed with its process group; when the freeze
-#     window passes, the writer thaws by itself, once.
+#     window passes, the writer thaws by itself, once. At the end of a backup (CompleteBackup) and
+#     at a restore (PreRestore, PostRestore) it runs no hook and answers success.
 #   - lvss-writer-sqlite: workloads move amounts between two tables, one transaction each, back
 #     to back, on a WAL and on a rollback-journal database; every shadow's copy has no log content
 #     to replay, passes integrity_check and keeps the sum. Without the writer the shadow's -wal
 #     is not empty (the test can fail). A lock held past the freeze timeout fails the set
-#     (retryable), and the next set succeeds.
+#     (retryable), and the next set succeeds. PreRestore, after an application crashed, leaves the
+#     named databases whole in their main files (WAL checkpointed and removed, hot journal rolled
+#     back), the others untouched; a database another connection writes to vetoes it.
 #   - lvss-writer-postgres: PostgreSQL 15 under pgbench; each shadow's data directory, copied out
 #     (without what the writer's metadata excludes) and started as a second server, recovers by
 #     crash recovery and keeps pgbench's invariant. The backup label lvss shows is this set's; put
 #     into the copy, it makes PostgreSQL refuse to start, as lvss-writer-postgres(8) explains
 #     (no end-of-backup record without the WAL archive). After each set, and after an aborted
-#     one, the writer's session (and with it its backup) is gone.
+#     one, the writer's session (and with it its backup) is gone. PreRestore vetoes while the
+#     postmaster runs; PostRestore writes backup_label, tablespace_map and recovery.signal from the
+#     backup metadata, byte for byte, with --archive-recovery, and nothing without it.
+#   - the events of `lvss backup` and `lvss restore` (not built yet) are called with busctl.
 #   - the programs' usage errors, man pages, and clear failures when lvssd or PostgreSQL is not
 #     there, or the writer's name is taken.
 #
 # Every process a test starts is stopped by its PID in a finally block; loop devices and mounts
 # are undone by the Daemon's Host (daemon.py) even when a test fails.
 
+import json
 import os
 import shutil
 import signal
@@ -144,6 +151,36 @@ def log_tail(path, lines=40):
         return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def manager_call(d, method, sig, *args):
+    """Manager1.METHOD (CompleteBackup, PreRestore, PostRestore: what `lvss backup` and `lvss restore`
+    will call) over D's socket with busctl: {writer: [state, failure, message, backup metadata]}."""
+    proc = subprocess.run(["busctl", f"--address=unix:path={d.socket}", "--json=short", "call", "org.lvss",
+                           "/org/lvss", "org.lvss.Manager1", method, sig, *[str(a) for a in args]],
+                          capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, f"{method} {args}: {proc.stderr}\n{d.log()}"
+    return {row[0]: row[1:] for row in json.loads(proc.stdout)["data"][0]}
+
+
+def restore_event(d, method, writer, components, metadata=None):
+    """PreRestore or PostRestore of WRITER's COMPONENTS with the backup METADATA kept for them:
+    the writer's [state, failure, message, backup metadata]."""
+    metadata = metadata or {}
+    args = [writer, len(components), *components, len(metadata)]
+    for component, data in metadata.items():
+        args += [component, data]
+    rows = manager_call(d, method, "sasa{ss}", *args)
+    assert set(rows) == {writer}, rows
+    return rows[writer]
+
+
+def component_of(logical_path, path):
+    """The component name the shipped writers give PATH: its segments joined by '-'."""
+    return logical_path + "/" + str(path).strip("/").replace("/", "-")
+
+
+OK_ROW = ["stable", "", "", {}]
 
 
 # ---- the programs on their own --------------------------------------------------------------------
@@ -424,17 +461,24 @@ exit 0
 '''
 
 
-def test_exec_veto_thaws_what_froze(lvssd_stopped):
+def hooks_writer(d, name, hook_text, hook_names, *options):
+    """A 32 MiB ext4 volume, the hooks HOOK_NAMES (each HOOK_TEXT, logging into CTL) and
+    lvss-writer-exec NAME on them with --path on the volume: (its mount point, CTL, the writer)."""
     exec_w = need("lvss-writer-exec")
-    d = lvssd_stopped.start(extra=WRITER_TIMEOUT)
     mnt = ext4_volume(d, "v", "32M", "mnt-v")
     ctl, hooks = d.root / "ctl", d.root / "hooks"
     ctl.mkdir()
     hooks.mkdir()
-    for name in ("10-first", "20-refuse", "30-never"):
-        write_hook(hooks / name, VETO_HOOK, ctl)
-    writer = start_writer(d, [exec_w, "--hooks-dir", hooks, "--path", mnt, "--name", "veto"], "veto",
+    for hook in hook_names:
+        write_hook(hooks / hook, hook_text, ctl)
+    writer = start_writer(d, [exec_w, "--hooks-dir", hooks, "--path", mnt, "--name", name, *options], name,
                           d.root / "writer.log")
+    return mnt, ctl, writer
+
+
+def test_exec_veto_thaws_what_froze(lvssd_stopped):
+    d = lvssd_stopped.start(extra=WRITER_TIMEOUT)
+    mnt, ctl, writer = hooks_writer(d, "veto", VETO_HOOK, ("10-first", "20-refuse", "30-never"))
     try:
         err = d.fails(daemon.EXIT_WRITER, "create", mnt)
         assert "veto" in err, err
@@ -453,15 +497,8 @@ def test_exec_veto_thaws_what_froze(lvssd_stopped):
 
 
 def test_exec_hook_past_deadline_is_killed_with_its_group(lvssd_stopped):
-    exec_w = need("lvss-writer-exec")
     d = lvssd_stopped.start(extra=WRITER_TIMEOUT)
-    mnt = ext4_volume(d, "v", "32M", "mnt-v")
-    ctl, hooks = d.root / "ctl", d.root / "hooks"
-    ctl.mkdir()
-    hooks.mkdir()
-    write_hook(hooks / "10-slow", SLOW_HOOK, ctl)
-    writer = start_writer(d, [exec_w, "--hooks-dir", hooks, "--path", mnt, "--name", "slow", "--freeze-timeout",
-                              "1.5"], "slow", d.root / "writer.log")
+    mnt, ctl, writer = hooks_writer(d, "slow", SLOW_HOOK, ("10-slow",), "--freeze-timeout", "1.5")
     try:
         t0 = time.monotonic()
         res = d.run("create", mnt)
@@ -497,17 +534,9 @@ exit 0
 
 
 def test_exec_thaws_by_itself_when_the_window_passes(lvssd_stopped, monkeypatch):
-    exec_w = need("lvss-writer-exec")
     monkeypatch.setenv("LVSS_TEST_HOLD_DELAY_MS", "1500")  # lvssd holds 1.5 s inside each set
     d = lvssd_stopped.start(extra=WRITER_TIMEOUT)
-    mnt = ext4_volume(d, "v", "32M", "mnt-v")
-    ctl, hooks = d.root / "ctl", d.root / "hooks"
-    ctl.mkdir()
-    hooks.mkdir()
-    for name in ("10-a", "20-b"):
-        write_hook(hooks / name, LOG_HOOK, ctl)
-    writer = start_writer(d, [exec_w, "--hooks-dir", hooks, "--path", mnt, "--name", "short", "--freeze-timeout",
-                              "0.3"], "short", d.root / "writer.log")
+    mnt, ctl, writer = hooks_writer(d, "short", LOG_HOOK, ("10-a", "20-b"), "--freeze-timeout", "0.3")
     try:
         res = d.run("create", mnt)
         assert res.code in (daemon.EXIT_WRITER, daemon.EXIT_TIMEOUT), res
@@ -519,6 +548,29 @@ def test_exec_thaws_by_itself_when_the_window_passes(lvssd_stopped, monkeypatch)
         assert writer.poll() is None, log_tail(d.root / "writer.log")
     finally:
         assert stop_writer(d, writer, "short") == 0, log_tail(d.root / "writer.log")
+
+
+def test_exec_runs_no_hook_at_backup_end_or_restore(lvssd_stopped):
+    d = lvssd_stopped.start(extra=WRITER_TIMEOUT)
+    mnt, ctl, writer = hooks_writer(d, "hooks", LOG_HOOK, ("10-a", "20-b"))
+    try:
+        s = d.create_set(mnt)
+        check_writer_ok(s, "hooks")
+        ran = (ctl / "order.log").read_text().splitlines()
+        assert ran == ["10-a freeze freeze", "20-b freeze freeze", "20-b thaw thaw", "10-a thaw thaw"], ran
+        # The backup made from the set ends (BackupComplete and BackupShutdown, or BackupShutdown
+        # alone), then its paths are restored: the writer answers each at once and runs no hook,
+        # as lvss-writer-exec(8) says.
+        for succeeded in ("true", "false"):
+            assert manager_call(d, "CompleteBackup", "sb", s["set"], succeeded) == {"hooks": OK_ROW}
+        component = component_of("Paths", mnt)
+        for method in ("PreRestore", "PostRestore"):
+            assert restore_event(d, method, "hooks", [component], {component: "kept"}) == OK_ROW, method
+        # Hooks run inside the events, before their answers: none ran.
+        assert (ctl / "order.log").read_text().splitlines() == ran
+        assert {w["name"]: w["state"] for w in d.json("list", "writers")} == {"hooks": "stable"}
+    finally:
+        assert stop_writer(d, writer, "hooks") == 0, log_tail(d.root / "writer.log")
 
 
 # ---- lvss-writer-sqlite ---------------------------------------------------------------------------
@@ -649,6 +701,8 @@ def test_sqlite_shadows_hold_checkpointed_databases(lvssd_stopped):
         assert int(app.stdout.read().strip()) > 100, f"the workload on {name} made too few transactions"
 
 
+# Takes DB's write lock (BEGIN IMMEDIATE) and says "locked"; at the next line of stdin lets it go
+# and says "idle", keeping the connection open; at the next (or at the end of stdin), exits.
 LOCK_HOLDER = r"""
 import sqlite3, sys
 con = sqlite3.connect(sys.argv[1], isolation_level=None)
@@ -656,6 +710,9 @@ con.execute("BEGIN IMMEDIATE")
 print("locked", flush=True)
 sys.stdin.readline()
 con.execute("ROLLBACK")
+print("idle", flush=True)
+sys.stdin.readline()
+con.close()
 """
 
 
@@ -690,6 +747,131 @@ def test_sqlite_lock_not_had_in_time_is_retryable(lvssd_stopped):
     finally:
         stop_proc(holder)
         assert stop_writer(d, writer, "busy") == 0, log_tail(d.root / "writer.log")
+
+
+# Leaves DB as an application killed mid-work does (os._exit: no checkpoint, no rollback, no close)
+# and prints what it committed, "ROWS SUM". MODE wal: the rows committed into the WAL, never
+# checkpointed. MODE delete: the rows committed, then a transaction rewriting them all that spilled
+# into the database file (a cache of 2 pages) and never committed: a hot journal.
+SQLITE_CRASH = r"""
+import os, sqlite3, sys
+db, mode, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
+con = sqlite3.connect(db, isolation_level=None)
+assert con.execute("PRAGMA journal_mode=" + mode).fetchone()[0] == mode
+con.execute("PRAGMA wal_autocheckpoint=0")
+con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER NOT NULL, pad BLOB NOT NULL)")
+con.execute("BEGIN")
+con.executemany("INSERT INTO t VALUES (?, ?, randomblob(1000))", [(i, i) for i in range(rows)])
+con.execute("COMMIT")
+if mode == "delete":
+    con.execute("PRAGMA cache_size=2")
+    con.execute("BEGIN")
+    con.execute("UPDATE t SET v = v + 1000000, pad = randomblob(1000)")
+print(rows, sum(range(rows)), flush=True)
+os._exit(0)
+"""
+
+
+def sqlite_crash(db, mode, rows=300):
+    proc = subprocess.run([sys.executable, "-c", SQLITE_CRASH, str(db), mode, str(rows)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return tuple(int(x) for x in proc.stdout.split())
+
+
+def main_file_alone(db, work):
+    """(rows, sum) of table t in DB's main file alone, without its -wal or -journal, as a restore
+    that put back only that file would find it; None if it has no table t or fails integrity_check."""
+    import sqlite3
+
+    work.mkdir(exist_ok=True)
+    copy = work / db.name
+    for f in work.iterdir():
+        f.unlink()
+    shutil.copyfile(db, copy)
+    con = sqlite3.connect(copy)
+    try:
+        if con.execute("PRAGMA integrity_check").fetchall() != [("ok",)]:
+            return None
+        return tuple(con.execute("SELECT count(*), sum(v) FROM t").fetchone())
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        con.close()
+
+
+def sidecars(db):
+    """DB's -wal, -shm and -journal files that exist: {suffix: size}."""
+    return {sfx: Path(f"{db}{sfx}").stat().st_size for sfx in ("-wal", "-shm", "-journal")
+            if Path(f"{db}{sfx}").exists()}
+
+
+def test_sqlite_pre_restore_settles_databases_or_vetoes(lvssd_stopped):
+    sqlite_w = need("lvss-writer-sqlite")
+    d = lvssd_stopped.start(extra=WRITER_TIMEOUT)
+    dbs = d.root / "db"
+    dbs.mkdir()
+    wal, journal, other = dbs / "wal.db", dbs / "journal.db", dbs / "other.db"
+    committed = {db: sqlite_crash(db, mode) for db, mode in ((wal, "wal"), (journal, "delete"), (other, "wal"))}
+    work = d.root / "work"
+    # What the crashes left: the committed rows in the WAL only, and a hot journal whose database file
+    # holds uncommitted pages (the test can fail).
+    for db in (wal, other):
+        assert sidecars(db)["-wal"] > 0 and main_file_alone(db, work) is None, sidecars(db)
+    assert sidecars(journal)["-journal"] > 0, sidecars(journal)
+    assert main_file_alone(journal, work) != committed[journal], "no uncommitted page reached the database file"
+    comp = {db: component_of("Databases", db) for db in (wal, journal, other)}
+    writer = start_writer(d, [sqlite_w, "--name", "restore", wal, journal, other], "restore",
+                          d.root / "writer.log")
+    holder = None
+    try:
+        # PreRestore of two of the databases: each is checkpointed or rolled back, and closed; its
+        # main file alone then holds what was committed, and nothing is left to replay over it.
+        other_before = sidecars(other)
+        assert restore_event(d, "PreRestore", "restore", [comp[wal], comp[journal]]) == OK_ROW, \
+            log_tail(d.root / "writer.log")
+        for db in (wal, journal):
+            assert sidecars(db) == {}, (db, sidecars(db))
+            assert main_file_alone(db, work) == committed[db], db
+        # The database the restore does not name is left alone.
+        assert sidecars(other) == other_before
+
+        # A database another connection writes to (its write lock held) vetoes the restore, in WAL
+        # and in rollback-journal mode; so the writer is listed until the next event.
+        for db in (journal, other):  # the holder of other.db stays
+            holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(db)], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True)
+            assert holder.stdout.readline().strip() == "locked"
+            state, failure, message, _ = restore_event(d, "PreRestore", "restore", [comp[db]])
+            assert (state, failure) == ("failed-at-pre-restore", "non-retryable"), (state, failure, message)
+            assert message.startswith("vetoed at PreRestore"), message
+            assert {w["name"]: w["state"] for w in d.json("list", "writers")}["restore"] == state
+            assert f"cannot settle {db} before the restore" in log_tail(d.root / "writer.log", 1)
+            if db is journal:
+                holder.communicate("\n\n", timeout=10)
+                holder = None
+        # (The vetoed checkpoint may have copied committed pages into the database file, harmlessly,
+        # but could not empty the WAL.)
+        assert sidecars(other) == other_before
+
+        # The same connection idle (no transaction): the WAL is checkpointed into the database file
+        # and emptied; the -wal and -shm stay while that connection keeps the database open.
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "idle"
+        assert restore_event(d, "PreRestore", "restore", [comp[other]]) == OK_ROW, log_tail(d.root / "writer.log")
+        assert sidecars(other)["-wal"] == 0, sidecars(other)
+        assert main_file_alone(other, work) == committed[other]
+        holder.communicate("\n", timeout=10)
+        holder = None
+        # A PreRestore that names no component settles every database.
+        assert restore_event(d, "PreRestore", "restore", []) == OK_ROW
+        for db in (wal, journal, other):
+            assert sidecars(db) == {} and main_file_alone(db, work) == committed[db], db
+        assert {w["name"]: w["state"] for w in d.json("list", "writers")}["restore"] == "stable"
+    finally:
+        stop_proc(holder)
+        assert stop_writer(d, writer, "restore") == 0, log_tail(d.root / "writer.log")
 
 
 # ---- lvss-writer-postgres -------------------------------------------------------------------------
@@ -777,12 +959,16 @@ def copy_out_pgdata(src, dst):
     os.chmod(dst, 0o700)
 
 
-def test_postgres_shadows_recover_with_pgbench_invariant(lvssd_stopped):
-    pg_w = need("lvss-writer-postgres")
+def need_postgres():
     if not (PG_BIN / "postgres").exists() or not shutil.which("runuser"):
         pytest.skip("PostgreSQL 15 (postgresql-15) is not installed")
     if subprocess.run(["id", "postgres"], capture_output=True).returncode != 0:
         pytest.skip("no user postgres")
+
+
+def test_postgres_shadows_recover_with_pgbench_invariant(lvssd_stopped):
+    pg_w = need("lvss-writer-postgres")
+    need_postgres()
     d = lvssd_stopped.start(extra=WRITER_TIMEOUT)
     os.chmod(d.root, 0o755)  # postgres must reach its directories under the test's root
     mnt = ext4_volume(d, "pg", "512M", "mnt-pg")
@@ -886,3 +1072,103 @@ def test_postgres_shadows_recover_with_pgbench_invariant(lvssd_stopped):
     wlog = (d.root / "writer.log").read_text(errors="replace")
     assert writer.returncode == 0, wlog
     assert "Sanitizer" not in wlog and "runtime error:" not in wlog, wlog
+
+
+# What pg_backup_stop returns, as lvss-writer-postgres keeps it: the label, then the tablespace map
+# after a line of its own.
+PG_LABEL = ("START WAL LOCATION: 0/5000028 (file 000000010000000000000005)\nCHECKPOINT LOCATION: 0/5000060\n"
+            "BACKUP METHOD: streamed\nBACKUP FROM: primary\nSTART TIME: 2025-05-01 12:00:00 UTC\n"
+            "LABEL: lvss 0badc0de-0000-4000-8000-000000000001\nSTART TIMELINE: 1\n")
+PG_TABLESPACE_MAP = "16385 /srv/tblspc/fast\n16386 /srv/tblspc/slow\n"
+PG_MAP_MARK = "-- lvss: tablespace_map --\n"
+RECOVERY_FILES = ("backup_label", "tablespace_map", "recovery.signal")
+
+
+def tree_state(root):
+    """{path: (mode, uid, size, sha256)} of everything under ROOT: what a writer may have changed."""
+    state = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            st = p.lstat()
+            digest = daemon.file_sha256(p) if p.is_file() and not p.is_symlink() else None
+            state[str(p.relative_to(root))] = (st.st_mode, st.st_uid, st.st_size, digest)
+    return state
+
+
+def test_postgres_restore_events(lvssd_stopped):
+    """PreRestore vetoes while the postmaster runs; PostRestore writes the recovery files from the
+    backup metadata with --archive-recovery, and nothing without it (lvss-writer-postgres(8))."""
+    import pwd
+
+    pg_w = need("lvss-writer-postgres")
+    need_postgres()
+    pg = pwd.getpwnam("postgres")
+    d = lvssd_stopped.start(extra=WRITER_TIMEOUT)
+    os.chmod(d.root, 0o755)  # postgres must reach its directories under the test's root
+    data, sock, logs = d.root / "pg", d.root / "pgsock", d.root / "pglogs"
+    for p in (data, sock, logs):
+        p.mkdir()
+        shutil.chown(p, "postgres", "postgres")
+    port = 20000 + (os.getpid() + 7) % 20000
+    crash_w = arch_w = None
+    try:
+        as_postgres(PG_BIN / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
+        pg_start(data, sock, port, logs / "pg.log")
+        conninfo = f"host={sock} port={port} user=postgres dbname=postgres"
+        component = component_of("PostgreSQL", data)
+        crash_w = start_writer(d, [pg_w, "--pgdata", data, "--conninfo", conninfo, "--name", "pgcrash"], "pgcrash",
+                               d.root / "crash.log")
+        arch_w = start_writer(d, [pg_w, "--pgdata", data, "--conninfo", conninfo, "--name", "pgarch",
+                                  "--archive-recovery"], "pgarch", d.root / "arch.log")
+
+        # PreRestore: vetoed while PostgreSQL runs on the data directory, fine once it is stopped.
+        state, failure, message, _ = restore_event(d, "PreRestore", "pgarch", [component])
+        assert (state, failure) == ("failed-at-pre-restore", "non-retryable"), (state, failure, message)
+        assert message.startswith("vetoed at PreRestore"), message
+        assert "PostgreSQL still runs on" in log_tail(d.root / "arch.log", 1), log_tail(d.root / "arch.log")
+        pg_stop(data, postmaster_pid(data))
+        assert postmaster_pid(data) is None or not os.path.exists(f"/proc/{postmaster_pid(data)}")
+        for name in ("pgarch", "pgcrash"):
+            assert restore_event(d, "PreRestore", name, [component], {component: PG_LABEL}) == OK_ROW, name
+
+        # PostRestore without --archive-recovery: PostgreSQL will run crash recovery; nothing is written.
+        metadata = {component: PG_LABEL + PG_MAP_MARK + PG_TABLESPACE_MAP}
+        before = tree_state(data)
+        assert restore_event(d, "PostRestore", "pgcrash", [component], metadata) == OK_ROW
+        assert tree_state(data) == before, "PostRestore without --archive-recovery changed the data directory"
+
+        # With --archive-recovery: backup_label and tablespace_map from the metadata, an empty
+        # recovery.signal, each owned as the data directory, mode 0600 (a stale file of root's with
+        # other bytes and mode is replaced).
+        stale = data / "backup_label"
+        stale.write_text("stale label\n" * 500)
+        stale.chmod(0o644)
+        assert restore_event(d, "PostRestore", "pgarch", [component], metadata) == OK_ROW, \
+            log_tail(d.root / "arch.log")
+        want = {"backup_label": PG_LABEL, "tablespace_map": PG_TABLESPACE_MAP, "recovery.signal": ""}
+        for name, text in want.items():
+            st = (data / name).stat()
+            assert (data / name).read_bytes() == text.encode(), name
+            assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o600, pg.pw_uid, pg.pw_gid), name
+        assert "wrote backup_label, tablespace_map and recovery.signal" in log_tail(d.root / "arch.log", 1)
+        for name in RECOVERY_FILES:
+            (data / name).unlink()
+
+        # A label without a tablespace map (a cluster without tablespaces): no tablespace_map.
+        assert restore_event(d, "PostRestore", "pgarch", [component], {component: PG_LABEL}) == OK_ROW
+        assert (data / "backup_label").read_bytes() == PG_LABEL.encode()
+        assert (data / "recovery.signal").read_bytes() == b"" and not (data / "tablespace_map").exists()
+        for name in ("backup_label", "recovery.signal"):
+            (data / name).unlink()
+
+        # No backup metadata kept for the component: PostRestore fails and writes nothing.
+        before = tree_state(data)
+        state, failure, message, _ = restore_event(d, "PostRestore", "pgarch", [component])
+        assert (state, failure) == ("failed-at-post-restore", "non-retryable"), (state, failure, message)
+        assert "no backup label was kept for " + component in log_tail(d.root / "arch.log", 1)
+        assert tree_state(data) == before
+    finally:
+        codes = [stop_writer(d, w, name) if w else 0 for w, name in ((crash_w, "pgcrash"), (arch_w, "pgarch"))]
+        pg_stop(data, postmaster_pid(data))
+    assert codes == [0, 0], (log_tail(d.root / "crash.log"), log_tail(d.root / "arch.log"))
