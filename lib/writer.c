@@ -662,8 +662,11 @@ static int reply_metadata(sd_bus_message *call, const struct md_map *md) {
 static int reply_failure(lvss_writer *w, sd_bus_message *call, lvss_event event, lvss_result result) {
         const char *what = event_table[event];
         if (result == LVSS_RESULT_VETO)
-                return sd_bus_reply_method_errorf(call, result_error_table[result],
-                                                  "Writer %s vetoed the set at %s.", w->name, what);
+                return sd_bus_reply_method_errorf(
+                        call, result_error_table[result], "Writer %s vetoed %s at %s.", w->name,
+                        event == LVSS_EVENT_PRE_RESTORE || event == LVSS_EVENT_POST_RESTORE ? "the restore"
+                                                                                            : "the set",
+                        what);
         if ((int) result > 0 && result < _LVSS_RESULT_MAX)
                 return sd_bus_reply_method_errorf(call, result_error_table[result],
                                                   "Writer %s failed at %s: %s.", w->name, what,
