@@ -28,3 +28,6 @@ extern const cli_verb cli_verb_list;
 extern const cli_verb cli_verb_storage;
 /* cli-list.c: "writer list|metadata". */
 extern const cli_verb cli_verb_writer;
+/* cli-backup.c: "backup [verify]", "restore". */
+extern const cli_verb cli_verb_backup;
+extern const cli_verb cli_verb_restore;

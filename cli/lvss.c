@@ -27,9 +27,9 @@ static const cli_verb help_verb = {
 };
 
 static const cli_verb *const verbs[] = {
-        &cli_verb_volume,  &cli_verb_create, &cli_verb_list,     &cli_verb_shadow,
-        &cli_verb_delete,  &cli_verb_expose, &cli_verb_unexpose, &cli_verb_revert,
-        &cli_verb_storage, &cli_verb_writer, &help_verb,
+        &cli_verb_volume, &cli_verb_create,   &cli_verb_list,   &cli_verb_shadow,  &cli_verb_delete,
+        &cli_verb_expose, &cli_verb_unexpose, &cli_verb_revert, &cli_verb_storage, &cli_verb_writer,
+        &cli_verb_backup, &cli_verb_restore,  &help_verb,
 };
 
 static int main_help(void) {

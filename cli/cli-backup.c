@@ -1,0 +1,910 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * lvss backup, lvss backup verify, lvss restore: the requester side of VSS (issue 5), on lvssd's
+ * sets and writers and on the backup library (backup/backup.h), which writes and reads the backup
+ * directories.
+ *
+ * A backup, in VSS's order: gather every writer's metadata (GetWriterMetadata); create a set of
+ * the targets in the backup context (lvssd drives the writers: PrepareForBackup ... PostSnapshot,
+ * and gives back their backup metadata); expose each shadow read-only under a private temporary
+ * directory; write the backup from the exposed trees; unexpose; CompleteBackup (BackupComplete if
+ * it succeeded, BackupShutdown in any case); delete the set. Every way out (an error, Ctrl-C)
+ * goes through the same clean-up: no exposure, no shadow, no partial backup directory stays.
+ *
+ * A restore: read the backup's document; tell each running writer with components in it
+ * PreRestore (with their backup metadata); restore each target's tree (in place at the tree's
+ * origin, or under --to ROOT/TARGET); PostRestore.
+ */
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backup/backup.h"
+#include "cli/cli-verbs.h"
+#include "include/lvss/wmd.h"
+
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig) {
+        interrupted = sig;
+}
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+/* ---- progress ---------------------------------------------------------------------------------- */
+
+struct progress {
+        const char *what;
+        uint64_t start;
+        bool shown;
+};
+
+static int on_progress(const struct bkp_progress *p, void *userdata) {
+        struct progress *pr = userdata;
+        if (interrupted)
+                return -EINTR;
+        if (cli_arg_json || !isatty(STDERR_FILENO))
+                return 0;
+        uint64_t el = now_usec() - pr->start;
+        if (el < 1000000u && !pr->shown)
+                return 0;
+        double secs = (double) el / 1e6, rate = secs > 0 ? (double) p->bytes_done / secs : 0;
+        char eta[32] = "";
+        if (p->bytes_total > p->bytes_done && rate > 0)
+                snprintf(eta, sizeof eta, ", %.0f s left", (double) (p->bytes_total - p->bytes_done) / rate);
+        int pct = p->bytes_total ? (int) (100.0 * (double) p->bytes_done / (double) p->bytes_total) : 0;
+        fprintf(stderr, "\r%s: %3d%% %.1f/%.1f MiB, %llu files, %.1f MiB/s%s   ", pr->what, pct,
+                (double) p->bytes_done / 1048576.0, (double) p->bytes_total / 1048576.0,
+                (unsigned long long) p->files_done, rate / 1048576.0, eta);
+        pr->shown = true;
+        return 0;
+}
+
+static void progress_end(struct progress *pr) {
+        if (pr->shown)
+                fputs("\r\033[K", stderr);
+}
+
+/* ---- the writers ------------------------------------------------------------------------------- */
+
+struct writer_info {
+        char *name;
+        char *xml; /* its metadata document (NULL if it did not give one) */
+        lvss_wmd *wmd;
+};
+
+static void writer_infos_free(struct writer_info *w, size_t n) {
+        for (size_t i = 0; w && i < n; i++) {
+                free(w[i].name);
+                free(w[i].xml);
+                lvss_wmd_free(w[i].wmd);
+        }
+        free(w);
+}
+
+/* Every registered writer and its metadata; writers that do not answer are left with none. */
+static int gather_writers(sd_bus *bus, struct writer_info **ret, size_t *ret_n) {
+        _cleanup_bus_message_ sd_bus_message *reply = NULL;
+        struct writer_info *ws = NULL;
+        size_t n = 0;
+        const char *name, *s;
+        int r = cli_call(bus, "ListWriters", &reply, NULL);
+        if (r != 0)
+                return r;
+        r = sd_bus_message_enter_container(reply, 'a', "(ssssssss)");
+        while (r >= 0 &&
+               (r = sd_bus_message_read(reply, "(ssssssss)", &name, &s, &s, &s, &s, &s, &s, &s)) > 0) {
+                struct writer_info *nw = realloc(ws, (n + 1) * sizeof *nw);
+                if (!nw) {
+                        writer_infos_free(ws, n);
+                        return cli_fail(CLI_EXIT_FAILED, "out of memory");
+                }
+                ws = nw;
+                ws[n] = (struct writer_info){ .name = strdup(name) };
+                n++;
+        }
+        if (r < 0) {
+                writer_infos_free(ws, n);
+                return cli_bus_parse_error(r);
+        }
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_bus_message_ sd_bus_message *m = NULL, *rep = NULL;
+                _cleanup_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+                const char *xml;
+                if (sd_bus_message_new_method_call(bus, &m, "org.lvss", "/org/lvss", "org.lvss.Manager1",
+                                                   "GetWriterMetadata") < 0 ||
+                    sd_bus_message_append(m, "s", ws[i].name) < 0)
+                        continue;
+                if (sd_bus_call(bus, m, 120 * CLI_USEC_PER_SEC, &e, &rep) < 0 ||
+                    sd_bus_message_read(rep, "s", &xml) < 0) {
+                        fprintf(stderr,
+                                "lvss: warning: writer %s gave no metadata (%s); its components are "
+                                "not recorded\n",
+                                ws[i].name, e.message ? e.message : "no answer");
+                        continue;
+                }
+                ws[i].xml = strdup(xml);
+                if (ws[i].xml)
+                        (void) lvss_wmd_from_xml(ws[i].xml, strlen(ws[i].xml), &ws[i].wmd);
+        }
+        *ret = ws;
+        *ret_n = n;
+        return 0;
+}
+
+/* ---- lvss backup ------------------------------------------------------------------------------- */
+
+struct shadow_ref {
+        char *id, *volume, *mountpoint; /* mountpoint: where it is exposed (NULL: not) */
+};
+
+struct backup_run {
+        sd_bus *bus;
+        char *set; /* the set, once made */
+        struct shadow_ref *shadows;
+        size_t n_shadows;
+        char *tmpdir; /* the exposures' parent */
+        bool completed; /* CompleteBackup sent */
+};
+
+/* Calls METHOD with TYPES..., quietly (clean-up): 0 or a negative errno. */
+static int quiet_call(sd_bus *bus, const char *method, const char *types, ...) {
+        _cleanup_bus_message_ sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+        va_list ap;
+        int r = sd_bus_message_new_method_call(bus, &m, "org.lvss", "/org/lvss", "org.lvss.Manager1",
+                                               method);
+        if (r >= 0) {
+                va_start(ap, types);
+                r = sd_bus_message_appendv(m, types, ap);
+                va_end(ap);
+        }
+        if (r >= 0)
+                r = sd_bus_call(bus, m, 300 * CLI_USEC_PER_SEC, &e, &reply);
+        if (r < 0)
+                fprintf(stderr, "lvss: warning: %s: %s\n", method, e.message ? e.message : strerror(-r));
+        return r;
+}
+
+/* Undoes what the run made, newest first: exposures, the set (after BackupShutdown). */
+static void backup_cleanup(struct backup_run *b, bool succeeded) {
+        for (size_t i = b->n_shadows; i > 0; i--) {
+                struct shadow_ref *s = &b->shadows[i - 1];
+                if (s->mountpoint) {
+                        (void) quiet_call(b->bus, "UnexposeShadow", "s", s->mountpoint);
+                        (void) rmdir(s->mountpoint);
+                }
+                free(s->id);
+                free(s->volume);
+                free(s->mountpoint);
+        }
+        free(b->shadows);
+        b->shadows = NULL;
+        b->n_shadows = 0;
+        if (b->set) {
+                if (!b->completed)
+                        (void) quiet_call(b->bus, "CompleteBackup", "sb", b->set, (int) succeeded);
+                (void) quiet_call(b->bus, "DeleteShadowSet", "s", b->set);
+                free(b->set);
+                b->set = NULL;
+        }
+        if (b->tmpdir) {
+                (void) rmdir(b->tmpdir);
+                free(b->tmpdir);
+                b->tmpdir = NULL;
+        }
+}
+
+/* True if PATH is ROOT or below it (by text). */
+static bool path_under(const char *path, const char *root) {
+        size_t l = strlen(root);
+        while (l > 1 && root[l - 1] == '/')
+                l--;
+        return strncmp(path, root, l) == 0 && (path[l] == 0 || path[l] == '/' || l == 1);
+}
+
+/* The components to record: of each writer that took part and is stable, those with a file set
+ * under one of the targets' origins (all of them when an origin is not known), filtered by
+ * --component WRITER/LOGICAL_PATH/NAME (or WRITER/LOGICAL_PATH for all components under it). */
+static bool component_selected(char *const *filters, const char *writer, const char *lp, const char *name) {
+        if (!filters || !filters[0])
+                return true;
+        for (char *const *f = filters; *f; f++) {
+                size_t wl = strlen(writer);
+                if (strncmp(*f, writer, wl) != 0 || (*f)[wl] != '/')
+                        continue;
+                const char *rest = *f + wl + 1;
+                char full[2048];
+                snprintf(full, sizeof full, "%s/%s", lp, name);
+                if (strcmp(rest, full) == 0 || path_under(full, rest))
+                        return true;
+        }
+        return false;
+}
+
+static int backup_create(int argc, char **argv) {
+        enum { OPT_TO = CLI_OPT_FIRST_VERB_OPTION, OPT_TYPE, OPT_BASE, OPT_COMPONENT, OPT_IMAGE };
+        static const struct option options[] = { CLI_COMMON_OPTIONS,
+                                                 { "to", required_argument, NULL, OPT_TO },
+                                                 { "type", required_argument, NULL, OPT_TYPE },
+                                                 { "base", required_argument, NULL, OPT_BASE },
+                                                 { "component", required_argument, NULL, OPT_COMPONENT },
+                                                 { "image", no_argument, NULL, OPT_IMAGE },
+                                                 {} };
+        const char *to = NULL, *base = NULL;
+        int type = BKP_FULL;
+        _cleanup_strv_ char **filters = NULL, **required = NULL, **volumes = NULL, **origins = NULL;
+        struct backup_run b = {};
+        struct writer_info *ws = NULL;
+        size_t n_ws = 0;
+        int c, k, r, n;
+
+        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
+                if ((k = cli_common_option(c, &r)) < 0)
+                        return r;
+                if (k > 0)
+                        continue;
+                switch (c) {
+                case OPT_TO:
+                        to = optarg;
+                        break;
+                case OPT_TYPE:
+                        type = bkp_type_from_string(optarg);
+                        if (type < 0)
+                                return cli_usage_error("unknown backup type '%s': give full, incremental, "
+                                                       "differential, copy or log",
+                                                       optarg);
+                        break;
+                case OPT_BASE:
+                        base = optarg;
+                        break;
+                case OPT_COMPONENT: {
+                        const char *slash = strchr(optarg, '/');
+                        if (!slash || slash == optarg || !slash[1])
+                                return cli_usage_error("--component %s: give WRITER/LOGICAL_PATH", optarg);
+                        _cleanup_free_ char *w = strndup(optarg, (size_t) (slash - optarg));
+                        if (!w || cli_strv_push(&filters, optarg) < 0 || cli_strv_push(&required, w) < 0)
+                                return cli_fail(CLI_EXIT_FAILED, "out of memory");
+                        break;
+                }
+                case OPT_IMAGE:
+                        return cli_fail(CLI_EXIT_USAGE, "--image backups are not built yet: back up the "
+                                                        "file systems' trees (leave out --image)");
+                }
+        }
+        if ((r = cli_check_args(argc, argv)) != 0)
+                return r;
+        if (!to)
+                return cli_usage_error("no --to DIR: give the directory to write the backup into");
+        bool needs_base = type == BKP_INCREMENTAL || type == BKP_DIFFERENTIAL || type == BKP_LOG;
+        if (needs_base && !base)
+                return cli_usage_error("a%s %s backup needs its base: give --base DIR (the previous "
+                                       "backup of the same targets; lvssd keeps no backup history yet)",
+                                       type == BKP_INCREMENTAL ? "n" : "", bkp_type_to_string(type));
+        if (!needs_base && base)
+                return cli_usage_error("a %s backup has no base: leave out --base",
+                                       bkp_type_to_string(type));
+        struct stat st;
+        if (stat(to, &st) == 0 && (!S_ISDIR(st.st_mode) || rmdir(to) < 0))
+                return cli_fail(CLI_EXIT_FAILED, "%s exists and is not an empty directory: give a new one",
+                                to);
+
+        r = cli_connect(&b.bus);
+        if (r != 0)
+                return r;
+
+        /* The targets: volumes, and where their trees live (their mount point when given as one). */
+        n = argc - optind;
+        for (int i = 0; i < n; i++) {
+                _cleanup_free_ char *t = NULL, *v = NULL, *real = NULL;
+                if ((r = cli_target_arg(argv[optind + i], &t)) != 0 ||
+                    (r = cli_resolve_target(b.bus, t, &v)) != 0)
+                        goto out;
+                if (t[0] == '/')
+                        real = realpath(t, NULL);
+                bool dup = false;
+                for (char **x = volumes; x && *x; x++)
+                        dup |= strcmp(*x, v) == 0;
+                if (dup)
+                        continue;
+                if (cli_strv_push(&volumes, v) < 0 || cli_strv_push(&origins, real ? real : "") < 0) {
+                        r = cli_fail(CLI_EXIT_FAILED, "out of memory");
+                        goto out;
+                }
+        }
+
+        /* 1. The writers' metadata. */
+        r = gather_writers(b.bus, &ws, &n_ws);
+        if (r != 0)
+                goto out;
+
+        /* 2. The set: lvssd drives the writers up to PostSnapshot. */
+        struct sigaction sa = { .sa_handler = on_interrupt }, old_int, old_term;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, &old_int);
+        sigaction(SIGTERM, &sa, &old_term);
+
+        _cleanup_bus_message_ sd_bus_message *m = NULL, *reply = NULL;
+        r = cli_new_call(b.bus, "CreateShadowSet", &m);
+        if (r != 0)
+                goto out;
+        r = sd_bus_message_append_strv(m, volumes);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", "backup");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "{sv}", "BackupType", "s",
+                                          bkp_type_to_string(type == BKP_LOG ? BKP_INCREMENTAL : type));
+        if (r >= 0 && required) {
+                r = sd_bus_message_open_container(m, 'e', "sv");
+                if (r >= 0)
+                        r = sd_bus_message_append(m, "s", "Writers");
+                if (r >= 0)
+                        r = sd_bus_message_open_container(m, 'v', "as");
+                if (r >= 0)
+                        r = sd_bus_message_append_strv(m, required);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(m);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(m);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r < 0) {
+                r = cli_bus_parse_error(r);
+                goto out;
+        }
+        r = cli_call_message(b.bus, m, 900 * CLI_USEC_PER_SEC, "creating the shadow copy set...", &reply);
+        if (r != 0)
+                goto out;
+
+        const char *set, *context, *id, *volume, *provider, *path;
+        uint64_t created, hold;
+        r = sd_bus_message_read(reply, "sstt", &set, &context, &created, &hold);
+        if (r >= 0 && !(b.set = strdup(set)))
+                r = -ENOMEM;
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "(ssss)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(ssss)", &id, &volume, &provider, &path)) > 0) {
+                struct shadow_ref *ns = realloc(b.shadows, (b.n_shadows + 1) * sizeof *ns);
+                if (!ns) {
+                        r = -ENOMEM;
+                        break;
+                }
+                b.shadows = ns;
+                b.shadows[b.n_shadows++] = (struct shadow_ref){ .id = strdup(id), .volume = strdup(volume) };
+        }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(reply);
+
+        /* The components: the writers' answers to the set (state and backup metadata) with their
+         * metadata documents. */
+        struct bkp_component *comps = NULL;
+        size_t n_comps = 0;
+        _cleanup_strv_ char **metadata_keep = NULL; /* owns the strings the components point to */
+        size_t n_keep = 0;
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "(ssssa{ss})");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "ssssa{ss}")) > 0) {
+                const char *wname, *state, *failure, *message, *cn, *data;
+                _cleanup_strv_ char **md = NULL;
+                r = sd_bus_message_read(reply, "ssss", &wname, &state, &failure, &message);
+                if (r >= 0)
+                        r = sd_bus_message_enter_container(reply, 'a', "{ss}");
+                while (r >= 0 && (r = sd_bus_message_read(reply, "{ss}", &cn, &data)) > 0)
+                        if (cli_strv_push(&md, cn) < 0 || cli_strv_push(&md, data) < 0)
+                                r = -ENOMEM;
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        break;
+                if (strcmp(state, "stable") != 0) {
+                        fprintf(stderr,
+                                "lvss: warning: writer %s %s (%s): its components are not in the backup\n",
+                                wname, message, state);
+                        continue;
+                }
+                struct writer_info *wi = NULL;
+                for (size_t i = 0; i < n_ws; i++)
+                        if (strcmp(ws[i].name, wname) == 0)
+                                wi = &ws[i];
+                for (size_t i = 0; wi && wi->wmd && i < lvss_wmd_get_n_components(wi->wmd); i++) {
+                        const lvss_wmd_component *wc = lvss_wmd_get_component(wi->wmd, i);
+                        const char *lp = lvss_wmd_component_get_logical_path(wc),
+                                   *cname = lvss_wmd_component_get_name(wc);
+                        bool on = false, unknown_origin = false;
+                        for (size_t v = 0; origins && origins[v]; v++)
+                                unknown_origin |= origins[v][0] == 0;
+                        for (int kind = 0; kind < _LVSS_WMD_FILES_MAX && !on; kind++)
+                                for (size_t f = 0; f < lvss_wmd_component_get_n_files(wc, kind) && !on;
+                                     f++) {
+                                        const char *fp = lvss_wmd_file_set_get_path(
+                                                lvss_wmd_component_get_files(wc, kind, f));
+                                        for (size_t v = 0; origins && origins[v] && !on; v++)
+                                                on = origins[v][0] && path_under(fp, origins[v]);
+                                }
+                        if ((!on && !unknown_origin) || !component_selected(filters, wname, lp, cname))
+                                continue;
+                        char full[2048];
+                        snprintf(full, sizeof full, "%s/%s", lp, cname);
+                        const char *bmd = NULL;
+                        for (size_t x = 0; md && md[x]; x += 2)
+                                if (strcmp(md[x], full) == 0)
+                                        bmd = md[x + 1];
+                        struct bkp_component *nc = realloc(comps, (n_comps + 1) * sizeof *nc);
+                        if (!nc) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        comps = nc;
+                        if (bmd && cli_strv_push(&metadata_keep, bmd) < 0) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        n_keep += bmd != NULL;
+                        comps[n_comps++] = (struct bkp_component){
+                                .writer = wi->name,
+                                .writer_class_id = lvss_wmd_get_class_id(wi->wmd),
+                                .logical_path = lp,
+                                .name = cname,
+                                .backup_metadata = bmd ? metadata_keep[n_keep - 1] : NULL,
+                                .succeeded = true,
+                        };
+                }
+        }
+        if (r < 0) {
+                free(comps);
+                r = cli_bus_parse_error(r);
+                goto out;
+        }
+
+        /* 3. Expose the shadows read-only in a private directory. */
+        char tmpl[] = "/tmp/lvss-backup-XXXXXX";
+        if (!mkdtemp(tmpl)) {
+                free(comps);
+                r = cli_fail(CLI_EXIT_FAILED, "cannot make a temporary directory: %m");
+                goto out;
+        }
+        b.tmpdir = strdup(tmpl);
+        struct bkp_target *targets = calloc(b.n_shadows + 1, sizeof *targets);
+        if (!targets || !b.tmpdir) {
+                free(comps);
+                free(targets);
+                r = cli_fail(CLI_EXIT_FAILED, "out of memory");
+                goto out;
+        }
+        for (size_t i = 0; i < b.n_shadows && r == 0; i++) {
+                struct shadow_ref *s = &b.shadows[i];
+                _cleanup_free_ char *mp = NULL;
+                if (asprintf(&mp, "%s/%s", tmpl, s->volume) < 0 || mkdir(mp, 0700) < 0) {
+                        r = cli_fail(CLI_EXIT_FAILED, "cannot make a mount point for the shadow of %s: %m",
+                                     s->volume);
+                        break;
+                }
+                _cleanup_bus_message_ sd_bus_message *er = NULL;
+                r = cli_call(b.bus, "ExposeShadow", &er, "ss", s->id, mp);
+                if (r != 0) {
+                        (void) rmdir(mp);
+                        break;
+                }
+                s->mountpoint = TAKE_PTR(mp);
+                const char *origin = "";
+                for (size_t v = 0; volumes && volumes[v]; v++)
+                        if (strcmp(volumes[v], s->volume) == 0)
+                                origin = origins[v];
+                targets[i] =
+                        (struct bkp_target){ .name = s->volume, .root = s->mountpoint, .origin = origin };
+        }
+        if (r != 0 || interrupted) {
+                free(comps);
+                free(targets);
+                if (r == 0)
+                        r = cli_fail(CLI_EXIT_FAILED, "interrupted: nothing was kept");
+                goto out;
+        }
+
+        /* 4. The backup itself. */
+        char **docs = calloc(n_ws + 1, sizeof *docs);
+        size_t n_docs = 0;
+        for (size_t i = 0; docs && i < n_ws; i++)
+                if (ws[i].xml)
+                        docs[n_docs++] = ws[i].xml;
+        struct progress pr = { .what = "backing up", .start = now_usec() };
+        struct bkp_write_opts o = {
+                .dir = to,
+                .type = (bkp_type) type,
+                .base_dir = base,
+                .targets = targets,
+                .n_targets = b.n_shadows,
+                .set_id = b.set,
+                .created_usec = created,
+                .components = comps,
+                .n_components = n_comps,
+                .writer_documents = (const char *const *) docs,
+                .progress = on_progress,
+                .userdata = &pr,
+        };
+        struct bkp_stats stats = {};
+        struct bkp_document *doc = NULL;
+        char err[BKP_ERR_MAX] = "";
+        uint64_t t0 = now_usec();
+        int br = docs ? bkp_write(&o, &stats, &doc, err) : -ENOMEM;
+        progress_end(&pr);
+        uint64_t took = now_usec() - t0;
+        free(docs);
+        free(targets);
+        free(comps);
+
+        /* 5. The end of the backup, for the writers and the set. */
+        backup_cleanup(&b, br >= 0);
+        if (br == -EINTR || interrupted) {
+                bkp_document_free(doc);
+                r = cli_fail(CLI_EXIT_FAILED, "interrupted: the set was released and %s removed", to);
+                goto out;
+        }
+        if (br < 0) {
+                r = cli_fail(br == -ENOSPC ? CLI_EXIT_NO_SPACE : CLI_EXIT_FAILED, "%s",
+                             err[0] ? err : strerror(-br));
+                goto out;
+        }
+
+        if (cli_arg_json) {
+                cli_json j;
+                cli_json_init(&j, stdout);
+                cli_json_begin_object(&j);
+                cli_json_key(&j, "backup");
+                cli_json_string(&j, to);
+                cli_json_key(&j, "id");
+                cli_json_string(&j, doc->id);
+                cli_json_key(&j, "type");
+                cli_json_string(&j, bkp_type_to_string(doc->type));
+                cli_json_key(&j, "base");
+                if (doc->base_id[0])
+                        cli_json_string(&j, doc->base_id);
+                else
+                        cli_json_null(&j);
+                cli_json_key(&j, "set");
+                cli_json_string(&j, doc->set_id);
+                cli_json_key(&j, "created");
+                cli_json_time(&j, doc->created_usec);
+                cli_json_key(&j, "targets");
+                cli_json_begin_array(&j);
+                for (size_t i = 0; i < doc->n_targets; i++)
+                        cli_json_string(&j, doc->targets[i].name);
+                cli_json_end_array(&j);
+                cli_json_key(&j, "components");
+                cli_json_begin_array(&j);
+                for (size_t i = 0; i < doc->n_components; i++) {
+                        char full[2048];
+                        snprintf(full, sizeof full, "%s/%s/%s", doc->components[i].writer,
+                                 doc->components[i].logical_path, doc->components[i].name);
+                        cli_json_string(&j, full);
+                }
+                cli_json_end_array(&j);
+                cli_json_key(&j, "entries");
+                cli_json_uint(&j, stats.entries);
+                cli_json_key(&j, "entries_stored");
+                cli_json_uint(&j, stats.entries_stored);
+                cli_json_key(&j, "entries_deleted");
+                cli_json_uint(&j, stats.entries_deleted);
+                cli_json_key(&j, "bytes_read");
+                cli_json_uint(&j, stats.bytes_read);
+                cli_json_key(&j, "bytes_written");
+                cli_json_uint(&j, stats.bytes_written);
+                cli_json_key(&j, "ms");
+                cli_json_msec(&j, took);
+                cli_json_end_object(&j);
+                cli_json_finish(&j);
+        } else
+                printf("Backup %s (%s%s%s) of %zu target(s) in %s: %llu entries, %llu stored, %llu deleted, "
+                       "%.1f MiB read, %.1f MiB written, %.1f s.\n",
+                       doc->id, bkp_type_to_string(doc->type), doc->base_id[0] ? ", base " : "",
+                       doc->base_id, doc->n_targets, to, (unsigned long long) stats.entries,
+                       (unsigned long long) stats.entries_stored, (unsigned long long) stats.entries_deleted,
+                       (double) stats.bytes_read / 1048576.0, (double) stats.bytes_written / 1048576.0,
+                       (double) took / 1e6);
+        bkp_document_free(doc);
+        r = CLI_EXIT_OK;
+out:
+        backup_cleanup(&b, false);
+        writer_infos_free(ws, n_ws);
+        if (b.bus)
+                sd_bus_flush_close_unref(b.bus);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        return r;
+}
+
+static int backup_verify(int argc, char **argv) {
+        static const struct option options[] = { CLI_COMMON_OPTIONS, {} };
+        char err[BKP_ERR_MAX] = "";
+        int c, r;
+        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
+                if (cli_common_option(c, &r) < 0)
+                        return r;
+        if (argc - optind != 1)
+                return cli_usage_error("backup verify: give one backup directory");
+        struct progress pr = { .what = "verifying", .start = now_usec() };
+        r = bkp_verify(argv[optind], on_progress, &pr, err);
+        progress_end(&pr);
+        if (r < 0)
+                return cli_fail(r == -ENOENT ? CLI_EXIT_NOT_FOUND : CLI_EXIT_FAILED, "%s",
+                                err[0] ? err : strerror(-r));
+        if (cli_arg_json) {
+                cli_json j;
+                cli_json_init(&j, stdout);
+                cli_json_begin_object(&j);
+                cli_json_key(&j, "backup");
+                cli_json_string(&j, argv[optind]);
+                cli_json_key(&j, "verified");
+                cli_json_bool(&j, true);
+                cli_json_end_object(&j);
+                cli_json_finish(&j);
+        } else
+                printf("Backup %s and its chain of bases are intact.\n", argv[optind]);
+        return CLI_EXIT_OK;
+}
+
+/* ---- lvss restore ------------------------------------------------------------------------------ */
+
+/* Tells WRITER its components' restore (PRE or POST); 0, or the exit code when it refused. */
+static int restore_event(sd_bus *bus, const char *method, const char *writer, char **components,
+                         char **metadata) {
+        _cleanup_bus_message_ sd_bus_message *m = NULL, *reply = NULL;
+        const char *name, *state, *failure, *message;
+        int r = cli_new_call(bus, method, &m);
+        if (r != 0)
+                return r;
+        r = sd_bus_message_append(m, "s", writer);
+        if (r >= 0)
+                r = sd_bus_message_append_strv(m, components);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "{ss}");
+        for (size_t i = 0; r >= 0 && metadata && metadata[i]; i += 2)
+                r = sd_bus_message_append(m, "{ss}", metadata[i], metadata[i + 1]);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r < 0)
+                return cli_bus_parse_error(r);
+        r = cli_call_message(bus, m, 900 * CLI_USEC_PER_SEC, NULL, &reply);
+        if (r != 0)
+                return r;
+        r = sd_bus_message_enter_container(reply, 'a', "(ssssa{ss})");
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'r', "ssssa{ss}");
+        if (r > 0)
+                r = sd_bus_message_read(reply, "ssss", &name, &state, &failure, &message);
+        if (r < 0)
+                return cli_bus_parse_error(r);
+        if (r > 0 && strcmp(state, "stable") != 0)
+                return cli_fail(CLI_EXIT_WRITER, "writer %s %s (%s): the restore %s", writer, message, state,
+                                strcmp(method, "PreRestore") == 0 ? "did not start; nothing was changed"
+                                                                  : "put the files back, but the writer "
+                                                                    "could not finish it");
+        return 0;
+}
+
+static int restore(int argc, char **argv) {
+        enum { OPT_TO = CLI_OPT_FIRST_VERB_OPTION, OPT_COMPONENT };
+        static const struct option options[] = { CLI_COMMON_OPTIONS,
+                                                 { "to", required_argument, NULL, OPT_TO },
+                                                 { "component", required_argument, NULL, OPT_COMPONENT },
+                                                 {} };
+        const char *to = NULL;
+        _cleanup_strv_ char **filters = NULL, **running = NULL, **writers = NULL;
+        _cleanup_bus_ sd_bus *bus = NULL;
+        struct bkp_document *doc = NULL;
+        char err[BKP_ERR_MAX] = "";
+        int c, k, r;
+
+        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
+                if ((k = cli_common_option(c, &r)) < 0)
+                        return r;
+                if (k > 0)
+                        continue;
+                switch (c) {
+                case OPT_TO:
+                        to = optarg;
+                        break;
+                case OPT_COMPONENT:
+                        if (!strchr(optarg, '/'))
+                                return cli_usage_error("--component %s: give WRITER/LOGICAL_PATH", optarg);
+                        if (cli_strv_push(&filters, optarg) < 0)
+                                return cli_fail(CLI_EXIT_FAILED, "out of memory");
+                        break;
+                }
+        }
+        if ((r = cli_check_args(argc, argv)) != 0)
+                return r;
+        const char *dir = argv[optind];
+        r = bkp_read_document(dir, &doc, err);
+        if (r < 0)
+                return cli_fail(r == -ENOENT ? CLI_EXIT_NOT_FOUND : CLI_EXIT_FAILED, "%s",
+                                err[0] ? err : strerror(-r));
+        for (size_t i = 0; i < doc->n_targets; i++)
+                if (!to && !doc->targets[i].origin[0]) {
+                        r = cli_usage_error("the backup does not say where target %s lives: give --to ROOT",
+                                            doc->targets[i].name);
+                        goto out;
+                }
+
+        /* The writers of the backup's components that run now. */
+        bool any = false;
+        for (size_t i = 0; i < doc->n_components; i++)
+                any |= component_selected(filters, doc->components[i].writer,
+                                          doc->components[i].logical_path, doc->components[i].name);
+        if (any) {
+                r = cli_connect(&bus);
+                if (r != 0)
+                        goto out;
+                _cleanup_bus_message_ sd_bus_message *reply = NULL;
+                const char *name, *s;
+                r = cli_call(bus, "ListWriters", &reply, NULL);
+                if (r != 0)
+                        goto out;
+                r = sd_bus_message_enter_container(reply, 'a', "(ssssssss)");
+                while (r >= 0 &&
+                       (r = sd_bus_message_read(reply, "(ssssssss)", &name, &s, &s, &s, &s, &s, &s, &s)) > 0)
+                        if (cli_strv_push(&running, name) < 0)
+                                r = -ENOMEM;
+                if (r < 0) {
+                        r = cli_bus_parse_error(r);
+                        goto out;
+                }
+        }
+        for (size_t i = 0; i < doc->n_components; i++) {
+                const struct bkp_component *cp = &doc->components[i];
+                bool known = false;
+                for (char **w = writers; w && *w; w++)
+                        known |= strcmp(*w, cp->writer) == 0;
+                if (!known && component_selected(filters, cp->writer, cp->logical_path, cp->name) &&
+                    cli_strv_push(&writers, cp->writer) < 0) {
+                        r = cli_fail(CLI_EXIT_FAILED, "out of memory");
+                        goto out;
+                }
+        }
+
+        if (to && mkdir(to, 0755) < 0 && errno != EEXIST) {
+                r = cli_fail(CLI_EXIT_FAILED, "cannot create %s: %m; give a directory whose parent exists",
+                             to);
+                goto out;
+        }
+
+        /* PreRestore, the trees, PostRestore. */
+        for (int phase = 0; phase < 3; phase++) {
+                if (phase == 1) {
+                        for (size_t i = 0; i < doc->n_targets; i++) {
+                                _cleanup_free_ char *root = NULL;
+                                if (to ? asprintf(&root, "%s/%s", to, doc->targets[i].name) < 0
+                                       : !(root = strdup(doc->targets[i].origin))) {
+                                        r = cli_fail(CLI_EXIT_FAILED, "out of memory");
+                                        goto out;
+                                }
+                                struct progress pr = { .what = "restoring", .start = now_usec() };
+                                struct bkp_restore_opts o = { .dir = dir,
+                                                              .target = doc->targets[i].name,
+                                                              .root = root,
+                                                              .progress = on_progress,
+                                                              .userdata = &pr };
+                                r = bkp_restore(&o, err);
+                                progress_end(&pr);
+                                if (r < 0) {
+                                        r = cli_fail(r == -ENOSPC ? CLI_EXIT_NO_SPACE : CLI_EXIT_FAILED,
+                                                     "%s (%s is marked incomplete)",
+                                                     err[0] ? err : strerror(-r), root);
+                                        goto out;
+                                }
+                                if (!cli_arg_json)
+                                        printf("Restored %s into %s.\n", doc->targets[i].name, root);
+                        }
+                        continue;
+                }
+                for (char **w = writers; w && *w; w++) {
+                        bool runs = false;
+                        for (char **x = running; x && *x; x++)
+                                runs |= strcmp(*x, *w) == 0;
+                        if (!runs) {
+                                if (phase == 0)
+                                        fprintf(stderr,
+                                                "lvss: warning: writer %s is not running: its components "
+                                                "are restored as files only\n",
+                                                *w);
+                                continue;
+                        }
+                        _cleanup_strv_ char **comps = NULL, **md = NULL;
+                        for (size_t i = 0; i < doc->n_components; i++) {
+                                const struct bkp_component *cp = &doc->components[i];
+                                char full[2048];
+                                if (strcmp(cp->writer, *w) != 0 ||
+                                    !component_selected(filters, cp->writer, cp->logical_path, cp->name))
+                                        continue;
+                                snprintf(full, sizeof full, "%s/%s", cp->logical_path, cp->name);
+                                if (cli_strv_push(&comps, full) < 0 ||
+                                    (cp->backup_metadata && (cli_strv_push(&md, full) < 0 ||
+                                                             cli_strv_push(&md, cp->backup_metadata) < 0))) {
+                                        r = cli_fail(CLI_EXIT_FAILED, "out of memory");
+                                        goto out;
+                                }
+                        }
+                        r = restore_event(bus, phase == 0 ? "PreRestore" : "PostRestore", *w, comps, md);
+                        if (r != 0)
+                                goto out;
+                }
+        }
+        if (cli_arg_json) {
+                cli_json j;
+                cli_json_init(&j, stdout);
+                cli_json_begin_object(&j);
+                cli_json_key(&j, "backup");
+                cli_json_string(&j, doc->id);
+                cli_json_key(&j, "targets");
+                cli_json_begin_array(&j);
+                for (size_t i = 0; i < doc->n_targets; i++)
+                        cli_json_string(&j, doc->targets[i].name);
+                cli_json_end_array(&j);
+                cli_json_key(&j, "writers");
+                cli_json_begin_array(&j);
+                for (char **w = writers; w && *w; w++)
+                        cli_json_string(&j, *w);
+                cli_json_end_array(&j);
+                cli_json_end_object(&j);
+                cli_json_finish(&j);
+        }
+        r = CLI_EXIT_OK;
+out:
+        bkp_document_free(doc);
+        return r;
+}
+
+/* ---- the verbs --------------------------------------------------------------------------------- */
+
+/* "backup verify DIR" or "backup --to DIR ... TARGET...". */
+static int backup_main(int argc, char **argv) {
+        if (argc >= 2 && strcmp(argv[1], "verify") == 0)
+                return backup_verify(argc - 1, argv + 1);
+        return backup_create(argc, argv);
+}
+
+const cli_verb cli_verb_backup = {
+        "backup",
+        "--to DIR [--type full|incremental|differential|copy|log] [--base DIR] [--component WRITER/PATH]... "
+        "TARGET... | backup verify DIR",
+        "Back up the TARGETs' trees, consistent across them, with their writers' help; or verify a backup.",
+        "      --to DIR             the new backup's directory (must not exist, or be empty)\n"
+        "      --type TYPE          full (default), incremental, differential, copy or log\n"
+        "      --base DIR           the backup an incremental or differential one builds on\n"
+        "      --component WRITER/PATH  back up only these components (repeatable); their\n"
+        "                           writers must take part\n"
+        "      --image              block images instead of trees (not built yet)\n"
+        "  backup verify DIR        check every checksum of a backup and of its chain of bases\n",
+        1,
+        -1,
+        backup_main,
+};
+
+const cli_verb cli_verb_restore = {
+        "restore",
+        "DIR [--component WRITER/PATH]... [--to ROOT]",
+        "Restore a backup's trees at their places (or under ROOT), with the writers' help.",
+        "      --to ROOT            restore each target under ROOT/TARGET instead\n"
+        "      --component WRITER/PATH  tell only these components' writers (repeatable)\n",
+        1,
+        1,
+        restore,
+};
