@@ -16,7 +16,9 @@
 #define BKP_HEX_LEN (2 * BKP_SHA256_LEN)
 #define BKP_PATH_MAX 4095 /* bytes of a path in a tree or of a link target, without the NUL */
 #define BKP_NAME_MAX 255 /* bytes of one path component */
-#define BKP_LIST_HEADER "lvss-list 1\n"
+#define BKP_LIST_HEADER "lvss-list 2\n"
+/* The first line of lists of an earlier format (without CTIME), which are refused. */
+#define BKP_LIST_HEADER_V1 "lvss-list 1\n"
 #define BKP_MARKER ".lvss-restore-incomplete"
 #define BKP_XML_MAX (16u << 20) /* backup.xml and each writer's document */
 #define BKP_MANIFEST_MAX (4u << 20)
@@ -87,6 +89,8 @@ struct bkp_entry {
         uint64_t size; /* content size of files and hard links, 0 otherwise */
         int64_t mtime_sec;
         uint32_t mtime_nsec;
+        int64_t ctime_sec; /* when scanned; compared by incrementals, never restored */
+        uint32_t ctime_nsec;
         uint8_t xattrs[BKP_SHA256_LEN]; /* bkp_xattrs_hash() of its extended attributes */
         uint8_t sha256[BKP_SHA256_LEN]; /* of the content (files, hard links) */
         char id[BKP_ID_LEN + 1]; /* the backup whose tar stores it */
@@ -101,9 +105,12 @@ void bkp_entry_release(struct bkp_entry *e);
 void bkp_list_release(struct bkp_list *l);
 /* Moves *E into L (E is zeroed). */
 int bkp_list_push(struct bkp_list *l, struct bkp_entry *e);
-/* Whether A and B describe the same entry apart from sha256 and id (what an incremental compares). */
+/* Whether A and B describe the same entry apart from ctime, sha256 and id (an incremental also compares
+ * the ctime: bkp_entry_unchanged). */
 bool bkp_entry_same_metadata(const struct bkp_entry *a, const struct bkp_entry *b);
-/* Whether A and B are the same line. */
+/* Whether A and B are the same entry with the same content (ctime aside: it is not stored content). */
+/* Whether A (as scanned) is unchanged from B (the base's line): same metadata and ctime. */
+bool bkp_entry_unchanged(const struct bkp_entry *a, const struct bkp_entry *b);
 bool bkp_entry_equal(const struct bkp_entry *a, const struct bkp_entry *b);
 const struct bkp_entry *bkp_list_find(const struct bkp_list *l, const char *path);
 

@@ -8,8 +8,8 @@
  *
  * THE LIST (T.list). Text, one entry per line, '\n'-terminated, fields separated by one space:
  *
- *   lvss-list 1                                           the first line, exactly
- *   PATH TYPE MODE UID GID SIZE MTIME RDEV XATTRS SHA256 TARGET ID
+ *   lvss-list 2                                           the first line, exactly
+ *   PATH TYPE MODE UID GID SIZE MTIME CTIME RDEV XATTRS SHA256 TARGET ID
  *
  *   PATH    relative to the tree's root, "." for the root itself (always the first entry); no empty,
  *           "." or ".." component, at most 4095 bytes, components at most 255
@@ -19,6 +19,8 @@
  *   UID GID decimal
  *   SIZE    decimal: the content's size for f and h, 0 for every other type
  *   MTIME   SEC.NNNNNNNNN, as a struct timespec: SEC a signed decimal, NNNNNNNNN nine digits
+ *   CTIME   the inode's change time when it was scanned, spelled as MTIME; never restored (the kernel
+ *           sets it): only compared by the next incremental or differential
  *   RDEV    MAJOR:MINOR (decimal) for c and b; '-' otherwise
  *   XATTRS  '-' without extended attributes; else the lower-case hex SHA-256 of all of them sorted by
  *           name, each as: name, a NUL byte, the value's size (64-bit big-endian), the value
@@ -29,12 +31,13 @@
  *
  * PATH and TARGET are escaped so that any byte but NUL can appear: bytes 0x00-0x20, '\' and
  * 0x7f-0xff are written \ooo (three octal digits), all others as themselves; a field that would be
- * exactly "-" is written \055 (so '-' alone means "none"). Numbers have no sign (but MTIME's '-'), no
- * leading zeros. Lines are sorted by PATH, the root first, then bytewise (so a directory comes before
- * what it holds), without duplicates. Every entry's parent is a d line; a hard link's f line has the
- * same MODE, UID, GID, SIZE, MTIME, XATTRS, SHA256 and ID. The format is canonical: the parser
- * (list.c) refuses any other spelling, so a list parsed and written again gives the same bytes; a
- * malformed list is refused whole (-EBADMSG, with the line number).
+ * exactly "-" is written \055 (so '-' alone means "none"). Numbers have no sign (but MTIME's and
+ * CTIME's '-'), no leading zeros. Lines are sorted by PATH, the root first, then bytewise (so a
+ * directory comes before what it holds), without duplicates. Every entry's parent is a d line; a hard
+ * link's f line has the same MODE, UID, GID, SIZE, MTIME, CTIME, XATTRS, SHA256 and ID. The format is
+ * canonical: the parser (list.c) refuses any other spelling, so a list parsed and written again gives
+ * the same bytes; a malformed list is refused whole (-EBADMSG, with the line number). Lists of version
+ * 1 (without CTIME) are refused too: make a new full backup.
  *
  * THE TAR (T.tar). pax (libarchive, hdrcharset=BINARY: names are the tree's bytes, whatever the
  * locale), one entry per line whose ID is this backup's, in the list's order: names as PATH ("./"
@@ -43,10 +46,13 @@
  * pax sparse 1.0 (only data is stored), extended attributes as SCHILY.xattr (and LIBARCHIVE.xattr).
  *
  * Incremental and differential backups compare each entry with the base's line of the same path
- * (TYPE, MODE, UID, GID, SIZE, MTIME, RDEV, XATTRS, TARGET): equal, the base's line is copied with
- * its SHA256 and ID and the file is not read; otherwise it is stored here. Deletions are the base's
- * lines missing. A tree is one file system: mount points of others inside it are recorded as
- * directories, without their content; a non-directory mount point is left out.
+ * (TYPE, MODE, UID, GID, SIZE, MTIME, CTIME, RDEV, XATTRS, TARGET): equal, the base's line is copied
+ * (its SHA256 and ID, and so its CTIME) and the file is not read; otherwise it is stored here. CTIME
+ * catches what MTIME misses: a same-size rewrite whose mtime was set back, or two writes within one
+ * timestamp tick. Checks of a tar's entry against its line, or of a line against the base's line it
+ * names, leave CTIME aside. Deletions are the base's lines missing. A tree is one file system: mount
+ * points of others inside it are recorded as directories, without their content; a non-directory mount
+ * point is left out.
  *
  * THE BCD (backup.xml), namespace urn:lvss:bcd:1, data in attributes ([optional]):
  *
@@ -564,6 +570,12 @@ int bkp_backup_load_list(struct bkp_backup *b, const char *target, struct bkp_li
                 return r;
         size_t line = 0;
         r = bkp_list_parse(data, len, ret, &line);
+        if (r == -EBADMSG && len >= strlen(BKP_LIST_HEADER_V1) &&
+            memcmp(data, BKP_LIST_HEADER_V1, strlen(BKP_LIST_HEADER_V1)) == 0)
+                return bkp_errorf(err, r,
+                                  "%s of backup %s is of list format 1, which this version no longer reads "
+                                  "(it lacks the change times incrementals compare); make a new full backup",
+                                  name, b->path);
         if (r == -EBADMSG)
                 return bkp_errorf(
                         err, r,

@@ -136,7 +136,7 @@ struct bkp_stats {
 };
 
 /* Writes a backup of the targets' trees into O->dir (see the top comment). An incremental or
- * differential backup compares each entry with the base's list by type, mode, owner, size, mtime,
+ * differential backup compares each entry with the base's list by type, mode, owner, size, mtime, ctime,
  * device number, extended attributes and link target, and stores only what differs, whole (a file
  * whose metadata did not change is not read; one whose mode alone changed is stored again). The
  * base must hold the same target names; a differential needs a full base, an incremental (or log)

@@ -260,6 +260,11 @@ bool bkp_entry_same_metadata(const struct bkp_entry *a, const struct bkp_entry *
                streq_null(a->target, b->target);
 }
 
+bool bkp_entry_unchanged(const struct bkp_entry *a, const struct bkp_entry *b) {
+        return bkp_entry_same_metadata(a, b) && a->ctime_sec == b->ctime_sec &&
+               a->ctime_nsec == b->ctime_nsec;
+}
+
 bool bkp_entry_equal(const struct bkp_entry *a, const struct bkp_entry *b) {
         return strcmp(a->path, b->path) == 0 && bkp_entry_same_metadata(a, b) && a->has_sha == b->has_sha &&
                (!a->has_sha || memcmp(a->sha256, b->sha256, BKP_SHA256_LEN) == 0) &&
@@ -299,8 +304,11 @@ int bkp_list_format_entry(struct bkp_buf *b, const struct bkp_entry *e) {
         int r = bkp_escape(b, e->path);
         if (r < 0)
                 return r;
-        r = bkp_buf_printf(b, " %c %04" PRIo32 " %" PRIu32 " %" PRIu32 " %" PRIu64 " %" PRId64 ".%09" PRIu32,
-                           e->type, e->mode, e->uid, e->gid, e->size, e->mtime_sec, e->mtime_nsec);
+        r = bkp_buf_printf(b,
+                           " %c %04" PRIo32 " %" PRIu32 " %" PRIu32 " %" PRIu64 " %" PRId64 ".%09" PRIu32
+                           " %" PRId64 ".%09" PRIu32,
+                           e->type, e->mode, e->uid, e->gid, e->size, e->mtime_sec, e->mtime_nsec,
+                           e->ctime_sec, e->ctime_nsec);
         if (r < 0)
                 return r;
         if (type_has_rdev(e->type))
@@ -422,7 +430,7 @@ static int parse_rdev(const struct field *f, uint32_t *ret_major, uint32_t *ret_
         return 0;
 }
 
-#define N_FIELDS 12
+#define N_FIELDS 13
 
 /* One line (without its '\n') into E. */
 static int parse_line(const char *line, size_t len, struct bkp_entry *e) {
@@ -450,32 +458,33 @@ static int parse_line(const char *line, size_t len, struct bkp_entry *e) {
 
         if (parse_mode(&f[2], &e->mode) < 0 || parse_u32(&f[3], &e->uid) < 0 ||
             parse_u32(&f[4], &e->gid) < 0 || parse_u64(f[5].p, f[5].n, INT64_MAX, &e->size) < 0 ||
-            parse_mtime(&f[6], &e->mtime_sec, &e->mtime_nsec) < 0)
+            parse_mtime(&f[6], &e->mtime_sec, &e->mtime_nsec) < 0 ||
+            parse_mtime(&f[7], &e->ctime_sec, &e->ctime_nsec) < 0)
                 return -EBADMSG;
         if (!type_has_sha(e->type) && e->size != 0)
                 return -EBADMSG;
 
         if (type_has_rdev(e->type)) {
-                if (parse_rdev(&f[7], &e->rdev_major, &e->rdev_minor) < 0)
+                if (parse_rdev(&f[8], &e->rdev_major, &e->rdev_minor) < 0)
                         return -EBADMSG;
-        } else if (!field_is(&f[7], "-"))
+        } else if (!field_is(&f[8], "-"))
                 return -EBADMSG;
 
-        if (!field_is(&f[8], "-")) {
-                if (bkp_unhex(f[8].p, f[8].n, e->xattrs) < 0)
+        if (!field_is(&f[9], "-")) {
+                if (bkp_unhex(f[9].p, f[9].n, e->xattrs) < 0)
                         return -EBADMSG;
                 e->has_xattrs = true;
         }
 
         if (type_has_sha(e->type)) {
-                if (bkp_unhex(f[9].p, f[9].n, e->sha256) < 0)
+                if (bkp_unhex(f[10].p, f[10].n, e->sha256) < 0)
                         return -EBADMSG;
                 e->has_sha = true;
-        } else if (!field_is(&f[9], "-"))
+        } else if (!field_is(&f[10], "-"))
                 return -EBADMSG;
 
         if (type_has_target(e->type)) {
-                r = bkp_unescape(f[10].p, f[10].n, &e->target);
+                r = bkp_unescape(f[11].p, f[11].n, &e->target);
                 if (r < 0)
                         return r;
                 if (strlen(e->target) > BKP_PATH_MAX)
@@ -484,12 +493,12 @@ static int parse_line(const char *line, size_t len, struct bkp_entry *e) {
                     (!bkp_path_valid(e->target) || bkp_path_compare(e->target, e->path) >= 0 ||
                      strcmp(e->target, ".") == 0))
                         return -EBADMSG; /* a hard link names an earlier file */
-        } else if (!field_is(&f[10], "-"))
+        } else if (!field_is(&f[11], "-"))
                 return -EBADMSG;
 
-        if (f[11].n != BKP_ID_LEN)
+        if (f[12].n != BKP_ID_LEN)
                 return -EBADMSG;
-        memcpy(e->id, f[11].p, BKP_ID_LEN);
+        memcpy(e->id, f[12].p, BKP_ID_LEN);
         e->id[BKP_ID_LEN] = '\0';
         if (!bkp_uuid_valid(e->id))
                 return -EBADMSG;
@@ -528,7 +537,8 @@ static int check_links(const struct bkp_list *l, size_t *ret_bad) {
                 const struct bkp_entry *t = bkp_list_find(l, e->target);
                 if (!t || t->type != BKP_ENTRY_FILE || t->mode != e->mode || t->uid != e->uid ||
                     t->gid != e->gid || t->size != e->size || t->mtime_sec != e->mtime_sec ||
-                    t->mtime_nsec != e->mtime_nsec || t->has_xattrs != e->has_xattrs ||
+                    t->mtime_nsec != e->mtime_nsec || t->ctime_sec != e->ctime_sec ||
+                    t->ctime_nsec != e->ctime_nsec || t->has_xattrs != e->has_xattrs ||
                     (t->has_xattrs && memcmp(t->xattrs, e->xattrs, BKP_SHA256_LEN) != 0) ||
                     memcmp(t->sha256, e->sha256, BKP_SHA256_LEN) != 0 || strcmp(t->id, e->id) != 0) {
                         *ret_bad = i;

@@ -414,7 +414,9 @@ static int restore_file(struct restorer *x, struct bkp_tar *t, const struct bkp_
                 return fail_errno(x, r, "set the owner of", e->path);
         if (fchmod(fd, e->mode) < 0)
                 return fail_errno(x, negative_errno(), "set the mode of", e->path);
-        r = set_xattrs(x, fd, -1, NULL, &te->xattrs, false, e->path);
+        /* Exactly the backup's attributes: a new file inherits an ACL from its directory's default
+         * ACL (restored first), which the file may not have had. */
+        r = set_xattrs(x, fd, -1, NULL, &te->xattrs, true, e->path);
         if (r < 0)
                 return r;
         struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, { e->mtime_sec, e->mtime_nsec } };

@@ -68,6 +68,8 @@ static void fill_from_statx(struct bkp_item *it, const struct statx *sx) {
         it->e.size = it->e.type == BKP_ENTRY_FILE ? sx->stx_size : 0;
         it->e.mtime_sec = sx->stx_mtime.tv_sec;
         it->e.mtime_nsec = sx->stx_mtime.tv_nsec;
+        it->e.ctime_sec = sx->stx_ctime.tv_sec;
+        it->e.ctime_nsec = sx->stx_ctime.tv_nsec;
         if (it->e.type == BKP_ENTRY_CHAR || it->e.type == BKP_ENTRY_BLOCK) {
                 it->e.rdev_major = sx->stx_rdev_major;
                 it->e.rdev_minor = sx->stx_rdev_minor;
@@ -334,7 +336,7 @@ static void compare_with_base(struct bkp_tree *t, struct bkp_stats *stats) {
                 const struct bkp_entry *m = NULL;
                 if (j < b->n && bkp_path_compare(b->entries[j].path, it->e.path) == 0)
                         m = &b->entries[j++];
-                if (m && bkp_entry_same_metadata(&it->e, m)) {
+                if (m && bkp_entry_unchanged(&it->e, m)) {
                         it->e.has_sha = m->has_sha;
                         memcpy(it->e.sha256, m->sha256, BKP_SHA256_LEN);
                         memcpy(it->e.id, m->id, sizeof(it->e.id));

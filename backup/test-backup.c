@@ -482,20 +482,21 @@ static void check_verify_fails(const char *dir, int want, const char *needle) {
 #define H64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 static void test_list_parser(void) {
-        const char *good = "lvss-list 1\n"
-                           ". d 0755 0 0 0 1.000000000 - - - - " ID1 "\n"
-                           "\\055 l 0777 0 0 0 -2.500000000 - - - \\055 " ID1 "\n"
-                           "a\\040b f 0644 1 2 3 5.000000001 - " H64 " " H64 " - " ID1 "\n"
-                           "d d 0700 0 0 0 5.000000000 - - - - " ID1 "\n"
-                           "d/c c 0600 0 0 0 5.000000000 1:3 - - - " ID1 "\n"
-                           "d/h h 0644 1 2 3 5.000000001 - " H64 " " H64 " a\\040b " ID1 "\n"
-                           "nl\\012\\377 p 0600 0 0 0 5.000000000 - - - - " ID1 "\n";
+        const char *good = "lvss-list 2\n"
+                           ". d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n"
+                           "\\055 l 0777 0 0 0 -2.500000000 7.000000008 - - - \\055 " ID1 "\n"
+                           "a\\040b f 0644 1 2 3 5.000000001 7.000000008 - " H64 " " H64 " - " ID1 "\n"
+                           "d d 0700 0 0 0 5.000000000 7.000000008 - - - - " ID1 "\n"
+                           "d/c c 0600 0 0 0 5.000000000 7.000000008 1:3 - - - " ID1 "\n"
+                           "d/h h 0644 1 2 3 5.000000001 7.000000008 - " H64 " " H64 " a\\040b " ID1 "\n"
+                           "nl\\012\\377 p 0600 0 0 0 5.000000000 7.000000008 - - - - " ID1 "\n";
         struct bkp_list l = {};
         size_t line = 0;
         CHECK(bkp_list_parse(good, strlen(good), &l, &line) == 0);
         CHECK(l.n == 7);
         CHECK(strcmp(l.entries[1].path, "-") == 0 && strcmp(l.entries[1].target, "-") == 0);
         CHECK(l.entries[1].mtime_sec == -2 && l.entries[1].mtime_nsec == 500000000);
+        CHECK(l.entries[1].ctime_sec == 7 && l.entries[1].ctime_nsec == 8);
         CHECK(strcmp(l.entries[2].path, "a b") == 0 && l.entries[2].has_xattrs && l.entries[2].size == 3);
         CHECK(l.entries[4].rdev_major == 1 && l.entries[4].rdev_minor == 3);
         CHECK(strcmp(l.entries[6].path, "nl\n\xff") == 0);
@@ -510,52 +511,63 @@ static void test_list_parser(void) {
                 const char *text;
                 size_t line;
         } bad[] = {
-                { "lvss-list 2\n. d 0755 0 0 0 1.000000000 - - - - " ID1 "\n", 1 },
-                { "lvss-list 1\n", 2 },
-                { "lvss-list 1\na d 0755 0 0 0 1.000000000 - - - - " ID1 "\n", 2 }, /* no root */
-                { "lvss-list 1\n. d 0755 0 0 0 1.000000000 - - - - " ID1, 2 }, /* no \n */
-                { "lvss-list 1\n. d 0755 0 0 0 1.000000000 - - - - " ID1 "\n"
-                  "b d 0755 0 0 0 1.000000000 - - - - " ID1 "\n"
-                  "a d 0755 0 0 0 1.000000000 - - - - " ID1 "\n",
+                { "lvss-list 1\n. d 0755 0 0 0 1.000000000 - - - - " ID1 "\n", 1 }, /* version 1: no CTIME */
+                { "lvss-list 3\n. d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n", 1 },
+                { "lvss-list 2\n. d 0755 0 0 0 1.000000000 - - - - " ID1 "\n", 2 }, /* no CTIME */
+                { "lvss-list 2\n. d 0755 0 0 0 1.000000000 7.00000008 - - - - " ID1 "\n",
+                  2 }, /* CTIME 8 digits */
+                { "lvss-list 2\n", 2 },
+                { "lvss-list 2\na d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n", 2 }, /* no root */
+                { "lvss-list 2\n. d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1, 2 }, /* no \n */
+                { "lvss-list 2\n. d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n"
+                  "b d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n"
+                  "a d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n",
                   4 }, /* unsorted */
-                { "lvss-list 1\n. d 0755 0 0 0 1.000000000 - - - - " ID1 "\n"
-                  "\\141 d 0755 0 0 0 1.000000000 - - - - " ID1 "\n",
+                { "lvss-list 2\n. d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n"
+                  "\\141 d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n",
                   3 }, /* \141 = a */
-                { "lvss-list 1\n. d 0755 0 0 0 1.000000000 - - - - " ID1 "\n"
-                  "a\tb d 0755 0 0 0 1.000000000 - - - - " ID1 "\n",
+                { "lvss-list 2\n. d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n"
+                  "a\tb d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n",
                   3 }, /* raw tab */
-                { "lvss-list 1\n. d 0755 0 0 0 01.000000000 - - - - " ID1 "\n", 2 }, /* 01 */
-                { "lvss-list 1\n. d 0755 0 0 0 -0.500000000 - - - - " ID1 "\n", 2 }, /* -0 */
-                { "lvss-list 1\n. d 0755 0 0 0 1.00000000 - - - - " ID1 "\n", 2 }, /* 8 digits */
-                { "lvss-list 1\n. d 0855 0 0 0 1.000000000 - - - - " ID1 "\n", 2 }, /* mode */
-                { "lvss-list 1\n. d 0755 0 0 0  1.000000000 - - - - " ID1 "\n", 2 }, /* 2 spaces */
-                { "lvss-list 1\n. d 0755 0 0 0 1.000000000 - - - - " ID1 " \n", 2 }, /* trailing */
-                { "lvss-list 1\n. d 0755 0 0 0 1.000000000 - - - - 11111111-2222-4333-8444-55555555555A\n",
+                { "lvss-list 2\n. d 0755 0 0 0 01.000000000 7.000000008 - - - - " ID1 "\n", 2 }, /* 01 */
+                { "lvss-list 2\n. d 0755 0 0 0 -0.500000000 7.000000008 - - - - " ID1 "\n", 2 }, /* -0 */
+                { "lvss-list 2\n. d 0755 0 0 0 1.00000000 7.000000008 - - - - " ID1 "\n", 2 }, /* 8 digits */
+                { "lvss-list 2\n. d 0855 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n", 2 }, /* mode */
+                { "lvss-list 2\n. d 0755 0 0 0  1.000000000 7.000000008 - - - - " ID1 "\n",
+                  2 }, /* 2 spaces */
+                { "lvss-list 2\n. d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1 " \n",
+                  2 }, /* trailing */
+                { "lvss-list 2\n. d 0755 0 0 0 1.000000000 7.000000008 - - - - "
+                  "11111111-2222-4333-8444-55555555555A\n",
                   2 },
-                { "lvss-list 1\n. d 0755 0 0 0 1.000000000 - - - - " ID1 "\n"
-                  "a/b f 0644 0 0 0 1.000000000 - - " H64 " - " ID1 "\n",
+                { "lvss-list 2\n. d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n"
+                  "a/b f 0644 0 0 0 1.000000000 7.000000008 - - " H64 " - " ID1 "\n",
                   3 }, /* no parent */
-                { "lvss-list 1\n. d 0755 0 0 0 1.000000000 - - - - " ID1 "\n"
-                  "a f 0644 0 0 0 1.000000000 - - - - " ID1 "\n",
+                { "lvss-list 2\n. d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n"
+                  "a f 0644 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n",
                   3 }, /* no sha */
-                { "lvss-list 1\n. d 0755 0 0 0 1.000000000 - - - - " ID1 "\n"
-                  "a d 0755 0 0 7 1.000000000 - - - - " ID1 "\n",
+                { "lvss-list 2\n. d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n"
+                  "a d 0755 0 0 7 1.000000000 7.000000008 - - - - " ID1 "\n",
                   3 }, /* dir size */
-                { "lvss-list 1\n. d 0755 0 0 0 1.000000000 - - - - " ID1 "\n"
-                  "a f 0644 0 0 0 1.000000000 - - " H64 " - " ID1 "\n"
-                  "b h 0644 0 0 1 1.000000000 - - " H64 " a " ID1 "\n",
+                { "lvss-list 2\n. d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n"
+                  "a f 0644 0 0 0 1.000000000 7.000000008 - - " H64 " - " ID1 "\n"
+                  "b h 0644 0 0 1 1.000000000 7.000000008 - - " H64 " a " ID1 "\n",
                   4 }, /* size differs */
-                { "lvss-list 1\n. d 0755 0 0 0 1.000000000 - - - - " ID1 "\n"
-                  "a h 0644 0 0 0 1.000000000 - - " H64 " b " ID1 "\n",
+                { "lvss-list 2\n. d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n"
+                  "a f 0644 0 0 0 1.000000000 7.000000008 - - " H64 " - " ID1 "\n"
+                  "b h 0644 0 0 0 1.000000000 7.000000009 - - " H64 " a " ID1 "\n",
+                  4 }, /* ctime differs */
+                { "lvss-list 2\n. d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n"
+                  "a h 0644 0 0 0 1.000000000 7.000000008 - - " H64 " b " ID1 "\n",
                   3 }, /* forward link */
-                { "lvss-list 1\n. d 0755 0 0 0 1.000000000 - - - - " ID1 "\n"
-                  "a/../b f 0644 0 0 0 1.000000000 - - " H64 " - " ID1 "\n",
+                { "lvss-list 2\n. d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n"
+                  "a/../b f 0644 0 0 0 1.000000000 7.000000008 - - " H64 " - " ID1 "\n",
                   3 },
-                { "lvss-list 1\n. d 0755 0 0 0 1.000000000 - - - - " ID1 "\n"
-                  "a c 0644 0 0 0 1.000000000 - - - - " ID1 "\n",
+                { "lvss-list 2\n. d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n"
+                  "a c 0644 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n",
                   3 }, /* no rdev */
-                { "lvss-list 1\n. d 0755 0 0 0 1.000000000 - - - - " ID1 "\n"
-                  "a\\000 f 0644 0 0 0 1.000000000 - - " H64 " - " ID1 "\n",
+                { "lvss-list 2\n. d 0755 0 0 0 1.000000000 7.000000008 - - - - " ID1 "\n"
+                  "a\\000 f 0644 0 0 0 1.000000000 7.000000008 - - " H64 " - " ID1 "\n",
                   3 }, /* NUL */
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
@@ -608,6 +620,51 @@ struct stopper {
         bool marker_seen;
 };
 
+/* A same-size rewrite whose mtime is set back (as os.utime, touch -r, rsync -t, or two writes
+ * within one timestamp tick leave it) is seen by its ctime: stored again, and restored new. */
+static void test_mtime_reset(void) {
+        const char *d = P("%s/reset", base);
+        char dir[256], src[512], full[512], inc[512], out[512];
+        snprintf(dir, sizeof(dir), "%s", d);
+        snprintf(src, sizeof(src), "%s/src", dir);
+        snprintf(full, sizeof(full), "%s/full", dir);
+        snprintf(inc, sizeof(inc), "%s/inc", dir);
+        snprintf(out, sizeof(out), "%s/out", dir);
+        CHECK(mkdir(dir, 0700) == 0);
+        CHECK(mkdir(src, 0755) == 0);
+        write_str(P("%s/f", src), "old bytes\n");
+        set_mtime(P("%s/f", src), 1700000000, 1);
+        struct stat before, after;
+        CHECK(stat(P("%s/f", src), &before) == 0);
+        struct bkp_stats st;
+        CHECK_OK(do_backup(full, BKP_FULL, NULL, src, &st, err_));
+        CHECK(st.entries == 2 && st.entries_stored == 2);
+
+        write_str(P("%s/f", src), "new bytes\n"); /* the same size */
+        set_mtime(P("%s/f", src), 1700000000, 1); /* the mtime set back */
+        CHECK(stat(P("%s/f", src), &after) == 0);
+        CHECK(after.st_size == before.st_size && after.st_mtim.tv_sec == before.st_mtim.tv_sec &&
+              after.st_mtim.tv_nsec == before.st_mtim.tv_nsec);
+        CHECK_OK(do_backup(inc, BKP_INCREMENTAL, full, src, &st, err_));
+        CHECK(st.entries == 2 && st.entries_stored == 1 && st.bytes_read == strlen("new bytes\n"));
+        CHECK_OK(bkp_verify(inc, NULL, NULL, err_));
+
+        CHECK_OK(do_restore(inc, out, err_));
+        size_t n;
+        char *c = read_all(P("%s/f", out), &n);
+        CHECK(n == strlen("new bytes\n") && memcmp(c, "new bytes\n", n) == 0);
+        free(c);
+
+        /* unchanged since: nothing stored, the line (and its ctime) copied from the base */
+        char inc2[512];
+        snprintf(inc2, sizeof(inc2), "%s/inc2", dir);
+        CHECK_OK(do_backup(inc2, BKP_INCREMENTAL, inc, src, &st, err_));
+        CHECK(st.entries_stored == 0);
+        CHECK_OK(bkp_verify(inc2, NULL, NULL, err_));
+        CHECK(rm_rf(dir) == 0);
+        printf("a same-size rewrite with its mtime set back: stored by the incremental, restored new\n");
+}
+
 static int stop_mid_way(const struct bkp_progress *p, void *userdata) {
         struct stopper *s = userdata;
         s->calls++;
@@ -644,6 +701,7 @@ int main(void) {
 
         test_list_parser();
         test_bcd_parser();
+        test_mtime_reset();
 
         const char *src = P("%s/src", base);
         char src_buf[512];
@@ -786,9 +844,9 @@ int main(void) {
                " bytes read, tar %" PRIu64 " bytes (full: %" PRIu64 ")\n",
                st.entries, st.entries_stored, st.entries_deleted, st.bytes_read, inc1_tar, full_tar);
         CHECK(st.entries == s2.n && st.entries_deleted == 1);
-        /* stored: ".", small.txt, new.txt, dir/sub (its listing: not compared, but its mtime is
-         * equal: not stored), ro, empty, dir/link; dir is unchanged (same mtime) */
-        CHECK(st.entries_stored == 6);
+        /* stored: ".", small.txt, new.txt, dir/sub (its listing is not compared, its mtime is equal,
+         * but its ctime changed), ro, empty, dir/link, dir (same mtime, set again: a new ctime) */
+        CHECK(st.entries_stored == 8);
         /* a changed mode stores the file again, content included; big.bin is not read */
         CHECK(st.bytes_read == strlen("hello, changed\n") + strlen("new file\n") + strlen("read only\n"));
         CHECK(inc1_tar * 50 < full_tar);

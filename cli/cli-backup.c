@@ -250,6 +250,11 @@ static int backup_create(int argc, char **argv) {
         struct backup_run b = {};
         struct writer_info *ws = NULL;
         size_t n_ws = 0;
+        _cleanup_bus_message_ sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_strv_ char **metadata_keep = NULL; /* owns the strings the components point to */
+        size_t n_keep = 0, n_comps = 0;
+        struct bkp_component *comps = NULL;
+        sigset_t block, saved;
         int c, k, r, n;
 
         while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
@@ -302,9 +307,19 @@ static int backup_create(int argc, char **argv) {
                 return cli_fail(CLI_EXIT_FAILED, "%s exists and is not an empty directory: give a new one",
                                 to);
 
+        /* Ctrl-C and SIGTERM set a flag, looked at between steps and by the progress callback: the
+         * run always ends through the same clean-up. */
+        struct sigaction sa = { .sa_handler = on_interrupt };
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        sigemptyset(&block);
+        sigaddset(&block, SIGINT);
+        sigaddset(&block, SIGTERM);
+
         r = cli_connect(&b.bus);
         if (r != 0)
-                return r;
+                goto out;
 
         /* The targets: volumes, and where their trees live (their mount point when given as one). */
         n = argc - optind;
@@ -332,12 +347,6 @@ static int backup_create(int argc, char **argv) {
                 goto out;
 
         /* 2. The set: lvssd drives the writers up to PostSnapshot. */
-        struct sigaction sa = { .sa_handler = on_interrupt }, old_int, old_term;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGINT, &sa, &old_int);
-        sigaction(SIGTERM, &sa, &old_term);
-
-        _cleanup_bus_message_ sd_bus_message *m = NULL, *reply = NULL;
         r = cli_new_call(b.bus, "CreateShadowSet", &m);
         if (r != 0)
                 goto out;
@@ -368,7 +377,10 @@ static int backup_create(int argc, char **argv) {
                 r = cli_bus_parse_error(r);
                 goto out;
         }
+        /* Not interrupted in the middle: the set must be known, to be released. */
+        sigprocmask(SIG_BLOCK, &block, &saved);
         r = cli_call_message(b.bus, m, 900 * CLI_USEC_PER_SEC, "creating the shadow copy set...", &reply);
+        sigprocmask(SIG_SETMASK, &saved, NULL);
         if (r != 0)
                 goto out;
 
@@ -393,10 +405,6 @@ static int backup_create(int argc, char **argv) {
 
         /* The components: the writers' answers to the set (state and backup metadata) with their
          * metadata documents. */
-        struct bkp_component *comps = NULL;
-        size_t n_comps = 0;
-        _cleanup_strv_ char **metadata_keep = NULL; /* owns the strings the components point to */
-        size_t n_keep = 0;
         if (r >= 0)
                 r = sd_bus_message_enter_container(reply, 'a', "(ssssa{ss})");
         while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "ssssa{ss}")) > 0) {
@@ -469,22 +477,24 @@ static int backup_create(int argc, char **argv) {
                 }
         }
         if (r < 0) {
-                free(comps);
                 r = cli_bus_parse_error(r);
+                goto out;
+        }
+
+        if (interrupted) {
+                r = cli_fail(CLI_EXIT_FAILED, "interrupted: the set was released, nothing was kept");
                 goto out;
         }
 
         /* 3. Expose the shadows read-only in a private directory. */
         char tmpl[] = "/tmp/lvss-backup-XXXXXX";
         if (!mkdtemp(tmpl)) {
-                free(comps);
                 r = cli_fail(CLI_EXIT_FAILED, "cannot make a temporary directory: %m");
                 goto out;
         }
         b.tmpdir = strdup(tmpl);
         struct bkp_target *targets = calloc(b.n_shadows + 1, sizeof *targets);
         if (!targets || !b.tmpdir) {
-                free(comps);
                 free(targets);
                 r = cli_fail(CLI_EXIT_FAILED, "out of memory");
                 goto out;
@@ -512,7 +522,6 @@ static int backup_create(int argc, char **argv) {
                         (struct bkp_target){ .name = s->volume, .root = s->mountpoint, .origin = origin };
         }
         if (r != 0 || interrupted) {
-                free(comps);
                 free(targets);
                 if (r == 0)
                         r = cli_fail(CLI_EXIT_FAILED, "interrupted: nothing was kept");
@@ -549,11 +558,11 @@ static int backup_create(int argc, char **argv) {
         uint64_t took = now_usec() - t0;
         free(docs);
         free(targets);
-        free(comps);
 
-        /* 5. The end of the backup, for the writers and the set. */
+        /* 5. The end of the backup, for the writers and the set. A Ctrl-C that comes once the
+         * backup is whole is too late to matter: it is kept. */
         backup_cleanup(&b, br >= 0);
-        if (br == -EINTR || interrupted) {
+        if (br == -EINTR || (br < 0 && interrupted)) {
                 bkp_document_free(doc);
                 r = cli_fail(CLI_EXIT_FAILED, "interrupted: the set was released and %s removed", to);
                 goto out;
@@ -623,6 +632,7 @@ static int backup_create(int argc, char **argv) {
         r = CLI_EXIT_OK;
 out:
         backup_cleanup(&b, false);
+        free(comps);
         writer_infos_free(ws, n_ws);
         if (b.bus)
                 sd_bus_flush_close_unref(b.bus);

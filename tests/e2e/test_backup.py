@@ -229,3 +229,33 @@ def test_backup_usage_errors(lvssd, tree):
     assert (lvssd.root / "full" / "something").read_text() == "x"
     lvssd.fails(d.EXIT_NOT_FOUND, "backup", "verify", lvssd.root / "nonexistent")
     assert lvssd.shadows() == []
+
+
+def test_errors_before_and_during_the_set_leave_nothing(lvssd, tree):
+    res = lvssd.run("backup", "--to", lvssd.root / "x", "no-such-volume")
+    assert res.code == d.EXIT_NOT_FOUND and res.err.startswith("lvss: "), res
+    assert not (lvssd.root / "x").exists()
+
+    # Ctrl-C while lvssd is still making the set (a writer takes its time to prepare): the set,
+    # once made, is released, and the writer is told BackupShutdown.
+    import test_lvssd_writers as tw
+
+    w = tw.Writers(lvssd)
+    try:
+        w.start("slow", paths=[tree], on=["prepare-for-backup=sleep:1500"])
+        proc = subprocess.Popen([lvssd.cli, "--socket", str(lvssd.socket), "backup", "--to",
+                                 str(lvssd.root / "y"), str(tree)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 10
+        while ("slow", "prepare-for-backup") not in w.events() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == d.EXIT_FAILED, (proc.returncode, err)
+        assert "interrupted" in err, err
+        assert lvssd.shadows() == [] and lvssd.json("list", "sets") == []
+        assert not (lvssd.root / "y").exists()
+        assert w.wait_last("slow", "backup-shutdown")[-1] == "backup-shutdown"
+        assert "backup-complete" not in w.events_of("slow")
+    finally:
+        w.stop_all()
