@@ -235,6 +235,54 @@ static bool component_selected(char *const *filters, const char *writer, const c
         return false;
 }
 
+/* The directory of the backup lvssd's history gives as the base of a backup of TYPE of VOLUMES, in
+ * *RET; or the exit code, reported (NotFound: none known). */
+static int find_base(sd_bus *bus, char **volumes, int type, char **ret) {
+        _cleanup_bus_message_ sd_bus_message *m = NULL, *reply = NULL;
+        const char *dir, *id;
+        int r = cli_new_call(bus, "FindBackupBase", &m);
+        if (r != 0)
+                return r;
+        r = sd_bus_message_append_strv(m, volumes);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", bkp_type_to_string(type));
+        if (r < 0)
+                return cli_bus_parse_error(r);
+        r = cli_call_message(bus, m, 0, NULL, &reply);
+        if (r != 0)
+                return r;
+        r = sd_bus_message_read(reply, "ss", &dir, &id);
+        if (r < 0)
+                return cli_bus_parse_error(r);
+        if (!(*ret = strdup(dir)))
+                return cli_fail(CLI_EXIT_FAILED, "out of memory");
+        return 0;
+}
+
+/* Records the backup DOC, written in TO, in lvssd's history of VOLUMES. The backup is whole
+ * whatever happens here: a failure is a warning. */
+static void record_backup(sd_bus *bus, char **volumes, const struct bkp_document *doc, const char *to) {
+        _cleanup_bus_message_ sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *dir = realpath(to, NULL);
+        int r = dir ? 0 : negative_errno();
+        if (r >= 0)
+                r = sd_bus_message_new_method_call(bus, &m, "org.lvss", "/org/lvss", "org.lvss.Manager1",
+                                                   "RecordBackup");
+        if (r >= 0)
+                r = sd_bus_message_append_strv(m, volumes);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "ssst", doc->id, bkp_type_to_string(doc->type), dir,
+                                          doc->created_usec);
+        if (r >= 0)
+                r = sd_bus_call(bus, m, 120 * CLI_USEC_PER_SEC, &e, &reply);
+        if (r < 0)
+                fprintf(stderr,
+                        "lvss: warning: the backup is whole, but lvssd could not record it in its history "
+                        "(%s): give --base %s to the next incremental or differential backup\n",
+                        e.message ? e.message : strerror(-r), to);
+}
+
 static int backup_create(int argc, char **argv) {
         enum { OPT_TO = CLI_OPT_FIRST_VERB_OPTION, OPT_TYPE, OPT_BASE, OPT_COMPONENT, OPT_IMAGE };
         static const struct option options[] = { CLI_COMMON_OPTIONS,
@@ -252,6 +300,7 @@ static int backup_create(int argc, char **argv) {
         size_t n_ws = 0;
         _cleanup_bus_message_ sd_bus_message *m = NULL, *reply = NULL;
         _cleanup_strv_ char **metadata_keep = NULL; /* owns the strings the components point to */
+        _cleanup_free_ char *found_base = NULL;
         size_t n_keep = 0, n_comps = 0;
         struct bkp_component *comps = NULL;
         sigset_t block, saved;
@@ -295,10 +344,6 @@ static int backup_create(int argc, char **argv) {
         if (!to)
                 return cli_usage_error("no --to DIR: give the directory to write the backup into");
         bool needs_base = type == BKP_INCREMENTAL || type == BKP_DIFFERENTIAL || type == BKP_LOG;
-        if (needs_base && !base)
-                return cli_usage_error("a%s %s backup needs its base: give --base DIR (the previous "
-                                       "backup of the same targets; lvssd keeps no backup history yet)",
-                                       type == BKP_INCREMENTAL ? "n" : "", bkp_type_to_string(type));
         if (!needs_base && base)
                 return cli_usage_error("a %s backup has no base: leave out --base",
                                        bkp_type_to_string(type));
@@ -339,6 +384,16 @@ static int backup_create(int argc, char **argv) {
                         r = cli_fail(CLI_EXIT_FAILED, "out of memory");
                         goto out;
                 }
+        }
+
+        /* The base, unless given: the previous backup of the same targets in lvssd's history. */
+        if (needs_base && !base) {
+                r = find_base(b.bus, volumes, type, &found_base);
+                if (r != 0)
+                        goto out;
+                base = found_base;
+                if (!cli_arg_json)
+                        printf("base: %s\n", base);
         }
 
         /* 1. The writers' metadata. */
@@ -518,8 +573,9 @@ static int backup_create(int argc, char **argv) {
                 for (size_t v = 0; volumes && volumes[v]; v++)
                         if (strcmp(volumes[v], s->volume) == 0)
                                 origin = origins[v];
-                targets[i] =
-                        (struct bkp_target){ .name = s->volume, .root = s->mountpoint, .origin = origin };
+                targets[i] = (struct bkp_target){ .name = s->volume,
+                                                  .root = s->mountpoint,
+                                                  .origin = origin[0] ? origin : NULL };
         }
         if (r != 0 || interrupted) {
                 free(targets);
@@ -572,6 +628,8 @@ static int backup_create(int argc, char **argv) {
                              err[0] ? err : strerror(-br));
                 goto out;
         }
+        if (type != BKP_COPY)
+                record_backup(b.bus, volumes, doc, to);
 
         if (cli_arg_json) {
                 cli_json j;
@@ -748,7 +806,7 @@ static int restore(int argc, char **argv) {
                 return cli_fail(r == -ENOENT ? CLI_EXIT_NOT_FOUND : CLI_EXIT_FAILED, "%s",
                                 err[0] ? err : strerror(-r));
         for (size_t i = 0; i < doc->n_targets; i++)
-                if (!to && !doc->targets[i].origin[0]) {
+                if (!to && (!doc->targets[i].origin || !doc->targets[i].origin[0])) {
                         r = cli_usage_error("the backup does not say where target %s lives: give --to ROOT",
                                             doc->targets[i].name);
                         goto out;
@@ -898,7 +956,9 @@ const cli_verb cli_verb_backup = {
         "Back up the TARGETs' trees, consistent across them, with their writers' help; or verify a backup.",
         "      --to DIR             the new backup's directory (must not exist, or be empty)\n"
         "      --type TYPE          full (default), incremental, differential, copy or log\n"
-        "      --base DIR           the backup an incremental or differential one builds on\n"
+        "      --base DIR           the backup an incremental, differential or log one builds on\n"
+        "                           (default: the previous one of the same targets that lvssd\n"
+        "                           recorded)\n"
         "      --component WRITER/PATH  back up only these components (repeatable); their\n"
         "                           writers must take part\n"
         "      --image              block images instead of trees (not built yet)\n"

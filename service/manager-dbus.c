@@ -11,6 +11,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 
 #include "common/macro.h"
 #include "service/bus-util.h"
+#include "service/history.h"
 #include "service/manager-dbus.h"
 #include "service/sset.h"
 #include "service/writers-dbus.h"
@@ -67,7 +69,7 @@ static int level_needed(sd_bus_message *msg) {
                 return LEVEL_READ;
         if ((!iface || strcmp(iface, "org.lvss.Manager1") == 0) &&
             (strncmp(member, "List", 4) == 0 || strncmp(member, "Get", 3) == 0 ||
-             strcmp(member, "ResolveTarget") == 0))
+             strcmp(member, "ResolveTarget") == 0 || strcmp(member, "FindBackupBase") == 0))
                 return LEVEL_READ;
         return LEVEL_ADMIN;
 }
@@ -403,6 +405,81 @@ out:
         strv_free(o.writers);
         strv_free(o.exclude);
         return r;
+}
+
+/* Reads the targets (volume names) of a history call and makes their key (history.h). */
+static int read_history_key(sd_bus_message *msg, char **ret, sd_bus_error *error) {
+        char **targets = NULL;
+        int r = read_strv(msg, &targets);
+        if (r < 0)
+                return r;
+        r = history_key(targets, ret);
+        strv_free(targets);
+        if (r == -EINVAL)
+                return bus_error_setf(error, r, LVSS_ERROR_INVALID_ARGUMENT,
+                                      "Give from 1 to %u volume names (not mount points) as the targets "
+                                      "of a backup history.",
+                                      HISTORY_MAX_VOLUMES);
+        return r;
+}
+
+static int method_record_backup(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        struct manager *m = userdata;
+        _cleanup_free_ char *key = NULL;
+        const char *id, *type, *dir;
+        uint64_t created;
+        int r = read_history_key(msg, &key, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(msg, "ssst", &id, &type, &dir, &created);
+        if (r < 0)
+                return r;
+        if (strcmp(type, "copy") == 0)
+                return bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                      "A copy backup does not enter the history: do not record it.");
+        if (!history_type_valid(type))
+                return bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                      "Unknown backup type '%.64s': record a full, incremental, "
+                                      "differential or log backup.",
+                                      type);
+        if (dir[0] != '/')
+                return bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                      "The backup directory must be an absolute path.");
+        r = history_record(m->history, m->history_path, key, id, type, dir, created);
+        if (r == -EINVAL)
+                return bus_error_setf(error, r, LVSS_ERROR_INVALID_ARGUMENT,
+                                      "Not a backup to record: give its id (8-4-4-4-12, lower-case hex) "
+                                      "and a directory shorter than %d bytes.",
+                                      PATH_MAX);
+        if (r < 0)
+                return bus_error_setf(error, r, NULL, "Cannot save the backup history %s: %s.",
+                                      m->history_path, strerror(-r));
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_find_backup_base(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        struct manager *m = userdata;
+        _cleanup_free_ char *key = NULL;
+        const char *type;
+        int r = read_history_key(msg, &key, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(msg, "s", &type);
+        if (r < 0)
+                return r;
+        bool differential = strcmp(type, "differential") == 0;
+        if (!differential && strcmp(type, "incremental") != 0 && strcmp(type, "log") != 0)
+                return bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                      "A %.64s backup has no base: only incremental, differential and log "
+                                      "backups have one.",
+                                      type);
+        const struct history_entry *e = history_find_base(m->history, key, type);
+        if (!e)
+                return bus_error_setf(error, -ENOENT, LVSS_ERROR_NOT_FOUND,
+                                      "no earlier full backup of %s is known to lvssd: make a full backup "
+                                      "first, or give --base DIR",
+                                      key);
+        return sd_bus_reply_method_return(msg, "ss", e->dir, e->id);
 }
 
 static int append_shadow(sd_bus_message *reply, struct shadow *s) {
@@ -817,6 +894,12 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_RESULT("s", set, "s", context, "t", created, "t", hold_usec,
                                               "a(ssss)", shadows, "a(ssssa{ss})", writers),
                                 method_create_shadow_set, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RecordBackup",
+                                SD_BUS_ARGS("as", targets, "s", id, "s", type, "s", dir, "t", created),
+                                SD_BUS_NO_RESULT, method_record_backup, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("FindBackupBase", SD_BUS_ARGS("as", targets, "s", type),
+                                SD_BUS_RESULT("s", dir, "s", id), method_find_backup_base,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListShadows", SD_BUS_ARGS("s", volume, "s", set),
                                 SD_BUS_RESULT("a(sssssstbsas)", shadows), method_list_shadows,
                                 SD_BUS_VTABLE_UNPRIVILEGED),

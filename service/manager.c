@@ -31,6 +31,7 @@
 #include "host/mounts.h"
 #include "service/bus-util.h"
 #include "service/catalog.h"
+#include "service/history.h"
 #include "service/manager.h"
 
 static const char *const context_names[_CTX_MAX] = {
@@ -191,12 +192,17 @@ void manager_free(struct manager *m) {
                 catalog_release(m->loaded);
                 free(m->loaded);
         }
+        if (m->history) {
+                history_release(m->history);
+                free(m->history);
+        }
         strv_free(m->offline);
         free(m->state_dir);
         free(m->runtime_dir);
         free(m->socket_path);
         free(m->dev_dir);
         free(m->catalog_path);
+        free(m->history_path);
         free(m->socket_group);
         free(m);
 }
@@ -1274,6 +1280,33 @@ static bool dead_fuse_mount(const char *path) {
         return false;
 }
 
+/* The backup history is a convenience (every backup names its base): a file that cannot be read is
+ * moved aside, with a line in the log, and lvssd starts with an empty history. */
+static int load_history(struct manager *m) {
+        m->history = calloc(1, sizeof *m->history);
+        if (!m->history)
+                return -ENOMEM;
+        int r = history_load(m->history, m->history_path);
+        if (r >= 0)
+                return 0;
+        if (r == -ENOMEM)
+                return r;
+        _cleanup_free_ char *aside = NULL;
+        if (asprintf(&aside, "%s.damaged", m->history_path) < 0)
+                return -ENOMEM;
+        if (rename(m->history_path, aside) < 0)
+                fprintf(stderr,
+                        "lvssd: cannot read the backup history %s (%s), nor move it to %s (%m): starting "
+                        "with an empty history\n",
+                        m->history_path, strerror(-r), aside);
+        else
+                fprintf(stderr,
+                        "lvssd: cannot read the backup history %s (%s): moved it to %s; starting with an "
+                        "empty history (give --base to the next incremental or differential backup)\n",
+                        m->history_path, strerror(-r), aside);
+        return 0;
+}
+
 int manager_startup(struct manager *m, sd_bus_error *error) {
         struct catalog c = {};
         _cleanup_free_ char *vdir = NULL;
@@ -1306,6 +1339,7 @@ int manager_startup(struct manager *m, sd_bus_error *error) {
         if (asprintf(&m->socket_path, "%s/lvssd.sock", m->runtime_dir) < 0 ||
             asprintf(&m->dev_dir, "%s/dev", m->runtime_dir) < 0 ||
             asprintf(&m->catalog_path, "%s/catalog", m->state_dir) < 0 ||
+            asprintf(&m->history_path, "%s/backup-history", m->state_dir) < 0 ||
             asprintf(&vdir, "%s/volumes", m->state_dir) < 0)
                 return -ENOMEM;
         if (mkdir(vdir, 0700) < 0 && errno != EEXIST)
@@ -1345,6 +1379,9 @@ int manager_startup(struct manager *m, sd_bus_error *error) {
                 return -ENOMEM;
         }
         *m->loaded = c;
+        r = load_history(m);
+        if (r < 0)
+                return r;
         r = open_volumes(m, m->loaded, error);
         if (r >= 0)
                 r = reconcile(m, m->loaded);

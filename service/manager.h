@@ -79,6 +79,7 @@ struct sset {
 };
 
 struct catalog;
+struct history;
 struct writer; /* a registered writer (writers.h) */
 struct conn; /* one peer-to-peer bus connection (manager-dbus.c) */
 struct sset_job; /* a set being created (sset.c) */
@@ -89,6 +90,7 @@ struct manager {
         char *socket_path; /* RUNTIME/lvssd.sock */
         char *dev_dir; /* RUNTIME/dev, the FUSE mount */
         char *catalog_path; /* STATE/catalog */
+        char *history_path; /* STATE/backup-history */
         char *socket_group; /* group owning the socket (default "lvss") */
         unsigned fuse_workers;
         uint32_t hold_window_ms; /* 0: LVSS_HOLD_WINDOW_MS */
@@ -122,6 +124,7 @@ struct manager {
 
         struct sset_job *job; /* the set being created, if any */
         struct catalog *loaded; /* the catalog as read at start */
+        struct history *history; /* the backup history (history.h) */
         char **offline; /* volumes that could not be opened: their catalog entries are kept */
         bool stopping;
 };

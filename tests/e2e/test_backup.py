@@ -4,8 +4,9 @@
 # an ext4 tree on an lvss volume changed between backups, and writers: every backup restores to
 # exactly the tree of its moment (a digest of names, types, modes, owners, sizes, contents and
 # link targets), verify catches a flipped byte anywhere, an incremental is much smaller than the
-# full, Ctrl-C leaves neither a shadow nor a backup that verifies, and a restore gives writers
-# their backup metadata.
+# full, Ctrl-C leaves neither a shadow nor a backup that verifies, a restore gives writers
+# their backup metadata, and without --base the base comes from lvssd's backup history (kept
+# across restarts; copies left out; deleted directories skipped).
 
 import hashlib
 import os
@@ -219,8 +220,10 @@ def test_restore_gives_writers_their_backup_metadata(lvssd, tree):
 def test_backup_usage_errors(lvssd, tree):
     lvssd.fails(d.EXIT_USAGE, "backup", tree)
     lvssd.fails(d.EXIT_USAGE, "backup", "--to", lvssd.root / "x", "--type", "weekly", tree)
-    err = lvssd.fails(d.EXIT_USAGE, "backup", "--to", lvssd.root / "x", "--type", "incremental", tree)
-    assert "--base" in err
+    # No --base, and no earlier backup of the target in lvssd's history.
+    err = lvssd.fails(d.EXIT_NOT_FOUND, "backup", "--to", lvssd.root / "x", "--type", "incremental", tree)
+    assert "no earlier full backup of data is known to lvssd" in err and "--base DIR" in err, err
+    lvssd.fails(d.EXIT_USAGE, "backup", "--to", lvssd.root / "x", "--base", lvssd.root, tree)
     err = lvssd.fails(d.EXIT_USAGE, "backup", "--to", lvssd.root / "x", "--image", tree)
     assert "not built yet" in err
     (lvssd.root / "full").mkdir()
@@ -259,3 +262,129 @@ def test_errors_before_and_during_the_set_leave_nothing(lvssd, tree):
         assert "backup-complete" not in w.events_of("slow")
     finally:
         w.stop_all()
+
+
+def restores_exactly(lvssd, out, states):
+    """Each backup out/NAME restores to exactly states[NAME]."""
+    for name, want in states.items():
+        dest = lvssd.root / f"restore-{name}"
+        lvssd.ok("restore", out / name, "--to", dest)
+        got = digest(dest / "data")
+        assert got == want, (name, set(got) ^ set(want),
+                             [k for k in got if k in want and got[k] != want[k]])
+
+
+def test_history_gives_the_base(lvssd, tree):
+    rng = random.Random(11)
+    out = lvssd.root / "backups"
+    out.mkdir()
+    make_tree(tree, rng, n=30)
+    sync(tree)
+    states, ids = {}, {}
+
+    def step(name, *args, change=True):
+        if change:
+            (tree / f"{name}.bin").write_bytes(rng.randbytes(3000))
+            sync(tree)
+        states[name] = digest(tree)
+        res = backup(lvssd, out / name, *args, target=tree)
+        ids[name] = res["id"]
+        return res
+
+    assert step("full", change=False)["base"] is None
+    assert step("inc1", "--type", "incremental")["base"] == ids["full"]
+    assert step("inc2", "--type", "incremental")["base"] == ids["inc1"]
+    assert step("diff", "--type", "differential")["base"] == ids["full"]
+    copy = step("copy", "--type", "copy")
+    assert copy["type"] == "copy" and copy["base"] is None
+    # Neither the copy nor the differential is the base of the next incremental.
+    assert step("inc3", "--type", "incremental")["base"] == ids["inc2"]
+    assert step("diff2", "--type", "differential")["base"] == ids["full"]
+
+    # The text output names the base it found; a log builds on the newest incremental.
+    (tree / "log.bin").write_bytes(rng.randbytes(100))
+    sync(tree)
+    states["log"] = digest(tree)
+    text = lvssd.ok("backup", "--to", out / "log", "--type", "log", tree, timeout=300)
+    assert f"base: {os.path.realpath(out / 'inc3')}" in text, text
+    assert "(log, base " + ids["inc3"] in text, text
+
+    # An explicit --base still wins over the history.
+    states["inc-explicit"] = states["log"]
+    assert backup(lvssd, out / "inc-explicit", "--type", "incremental", "--base", out / "full",
+                  target=tree)["base"] == ids["full"]
+    restores_exactly(lvssd, out, states)
+    assert lvssd.shadows() == []
+
+
+def test_history_survives_restart_and_skips_deleted_bases(lvssd):
+    rng = random.Random(13)
+    lvssd.create_volume("data", "256M")
+    dev, mnt = lvssd.host.new_fs(lvssd.volume_path("data"), "ext4", lvssd.root / "mnt")
+    out = lvssd.root / "backups"
+    out.mkdir()
+    make_tree(mnt, rng, n=30)
+    sync(mnt)
+    states, ids = {}, {}
+    states["full"] = digest(mnt)
+    ids["full"] = backup(lvssd, out / "full", target=mnt)["id"]
+    change_tree(mnt, rng)
+    sync(mnt)
+    states["inc1"] = digest(mnt)
+    res = backup(lvssd, out / "inc1", "--type", "incremental", target=mnt)
+    assert res["base"] == ids["full"]
+    ids["inc1"] = res["id"]
+
+    # A clean restart: the history is read back from the state directory.
+    lvssd.host.drop_fs(dev, mnt)
+    assert lvssd.stop() == 0, lvssd.log()
+    lvssd.start()
+    assert (lvssd.state / "backup-history").is_file()
+    dev = lvssd.host.attach(lvssd.volume_path("data"))
+    lvssd.host.mount(dev, mnt)
+    states["inc2"] = states["inc1"]
+    res = backup(lvssd, out / "inc2", "--type", "incremental", target=mnt)
+    assert res["base"] == ids["inc1"], res
+    ids["inc2"] = res["id"]
+    restores_exactly(lvssd, out, states)
+
+    # A base directory deleted by hand is skipped: the one before it is taken.
+    shutil.rmtree(out / "inc2")
+    res = backup(lvssd, out / "inc3", "--type", "incremental", target=mnt)
+    assert res["base"] == ids["inc1"], res
+    states["inc3"] = states["inc1"]
+    restores_exactly(lvssd, out, {"inc3": states["inc3"]})
+    shutil.rmtree(out / "full")
+    err = lvssd.fails(d.EXIT_NOT_FOUND, "backup", "--to", out / "diff", "--type", "differential", mnt)
+    assert "no earlier full backup of data is known to lvssd: make a full backup first, or give " \
+           "--base DIR" in err, err
+    assert not (out / "diff").exists() and lvssd.shadows() == []
+
+    # A damaged history file is moved aside, and lvssd starts with an empty history.
+    lvssd.host.drop_fs(dev, mnt)
+    assert lvssd.stop() == 0, lvssd.log()
+    (lvssd.state / "backup-history").write_bytes(b"lvss-backup-history 1\nbackup ../x\n")
+    lvssd.start()
+    dev = lvssd.host.attach(lvssd.volume_path("data"))
+    lvssd.host.mount(dev, mnt)
+    assert (lvssd.state / "backup-history.damaged").read_bytes().startswith(b"lvss-backup-history 1")
+    assert "backup-history" in lvssd.log()
+    lvssd.fails(d.EXIT_NOT_FOUND, "backup", "--to", out / "inc4", "--type", "incremental", mnt)
+    # A copy does not enter the history; a full does.
+    backup(lvssd, out / "copy", "--type", "copy", target=mnt)
+    lvssd.fails(d.EXIT_NOT_FOUND, "backup", "--to", out / "inc4", "--type", "incremental", mnt)
+    full2 = backup(lvssd, out / "full2", target=mnt)
+    assert backup(lvssd, out / "inc4", "--type", "incremental", target=mnt)["base"] == full2["id"]
+
+
+def test_backup_of_a_volume_named_not_mounted_by_path(lvssd, tree):
+    # A target given by volume name: its mount point is not recorded, so a restore needs --to.
+    (tree / "f").write_bytes(b"by name\n")
+    sync(tree)
+    out = lvssd.root / "byname"
+    res = backup(lvssd, out, target="data")
+    assert res["targets"] == ["data"]
+    err = lvssd.fails(d.EXIT_USAGE, "restore", out)
+    assert "--to" in err
+    lvssd.ok("restore", out, "--to", lvssd.root / "r")
+    assert (lvssd.root / "r" / "data" / "f").read_bytes() == b"by name\n"
