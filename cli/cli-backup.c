@@ -30,6 +30,7 @@
 
 #include "backup/backup.h"
 #include "cli/cli-verbs.h"
+#include "host/mounts.h"
 #include "include/lvss/wmd.h"
 
 static volatile sig_atomic_t interrupted;
@@ -283,6 +284,80 @@ static void record_backup(sd_bus *bus, char **volumes, const struct bkp_document
                         e.message ? e.message : strerror(-r), to);
 }
 
+/* The volume under MOUNTPOINT, if it is an lvss volume's file system (quietly: NULL otherwise). */
+static char *volume_of_mount(sd_bus *bus, const char *mountpoint) {
+        _cleanup_bus_message_ sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+        const char *v;
+        if (sd_bus_message_new_method_call(bus, &m, "org.lvss", "/org/lvss", "org.lvss.Manager1",
+                                           "ResolveTarget") < 0 ||
+            sd_bus_message_append(m, "s", mountpoint) < 0 ||
+            sd_bus_call(bus, m, 60 * CLI_USEC_PER_SEC, &e, &reply) < 0 ||
+            sd_bus_message_read(reply, "s", &v) < 0)
+                return NULL;
+        return strdup(v);
+}
+
+/* The selected components (with --component, those; else every component of each writer that has
+ * one on a target) may have files on volumes not named: add those volumes to the backup, as VSS's
+ * requester adds the volumes of the components it selects. */
+static int add_component_volumes(sd_bus *bus, struct writer_info *ws, size_t n_ws, char **filters,
+                                 char ***volumes, char ***origins) {
+        struct mount_entry **all = NULL;
+        size_t n_all = 0;
+        int r = mounts_read_all(&all, &n_all);
+        if (r < 0)
+                return cli_fail(CLI_EXIT_FAILED, "cannot read the mount table: %s", strerror(-r));
+        for (size_t i = 0; r >= 0 && i < n_ws; i++) {
+                lvss_wmd *wmd = ws[i].wmd;
+                size_t n_c = wmd ? lvss_wmd_get_n_components(wmd) : 0;
+                /* Is it one of the targets' writers? */
+                bool ours = false;
+                for (size_t c = 0; !filters && c < n_c && !ours; c++) {
+                        const lvss_wmd_component *wc = lvss_wmd_get_component(wmd, c);
+                        for (int kind = 0; kind < _LVSS_WMD_FILES_MAX && !ours; kind++)
+                                for (size_t f = 0; f < lvss_wmd_component_get_n_files(wc, kind) && !ours;
+                                     f++) {
+                                        const char *fp = lvss_wmd_file_set_get_path(
+                                                lvss_wmd_component_get_files(wc, kind, f));
+                                        for (size_t v = 0; *origins && (*origins)[v] && !ours; v++)
+                                                ours = (*origins)[v][0] && path_under(fp, (*origins)[v]);
+                                }
+                }
+                for (size_t c = 0; c < n_c && r >= 0; c++) {
+                        const lvss_wmd_component *wc = lvss_wmd_get_component(wmd, c);
+                        const char *lp = lvss_wmd_component_get_logical_path(wc),
+                                   *name = lvss_wmd_component_get_name(wc);
+                        if (filters ? !component_selected(filters, ws[i].name, lp, name) : !ours)
+                                continue;
+                        for (int kind = 0; kind < _LVSS_WMD_FILES_MAX && r >= 0; kind++)
+                                for (size_t f = 0; f < lvss_wmd_component_get_n_files(wc, kind) && r >= 0;
+                                     f++) {
+                                        const char *fp = lvss_wmd_file_set_get_path(
+                                                lvss_wmd_component_get_files(wc, kind, f));
+                                        const struct mount_entry *e = mounts_holding(all, n_all, fp);
+                                        if (!e)
+                                                continue;
+                                        _cleanup_free_ char *vol = volume_of_mount(bus, e->mountpoint);
+                                        bool known = !vol;
+                                        for (size_t v = 0; vol && *volumes && (*volumes)[v]; v++)
+                                                known |= strcmp((*volumes)[v], vol) == 0;
+                                        if (known)
+                                                continue;
+                                        if (cli_strv_push(volumes, vol) < 0 ||
+                                            cli_strv_push(origins, e->mountpoint) < 0)
+                                                r = -ENOMEM;
+                                        else if (!cli_arg_json)
+                                                printf("Adding volume %s (%s): component %s/%s of writer %s "
+                                                       "lives there.\n",
+                                                       vol, e->mountpoint, lp, name, ws[i].name);
+                                }
+                }
+        }
+        mounts_free_all(all, n_all);
+        return r < 0 ? cli_fail(CLI_EXIT_FAILED, "out of memory") : 0;
+}
+
 static int backup_create(int argc, char **argv) {
         enum { OPT_TO = CLI_OPT_FIRST_VERB_OPTION, OPT_TYPE, OPT_BASE, OPT_COMPONENT, OPT_IMAGE };
         static const struct option options[] = { CLI_COMMON_OPTIONS,
@@ -396,8 +471,11 @@ static int backup_create(int argc, char **argv) {
                         printf("base: %s\n", base);
         }
 
-        /* 1. The writers' metadata. */
+        /* 1. The writers' metadata, and the volumes their selected components live on. */
         r = gather_writers(b.bus, &ws, &n_ws);
+        if (r != 0)
+                goto out;
+        r = add_component_volumes(b.bus, ws, n_ws, filters, &volumes, &origins);
         if (r != 0)
                 goto out;
 

@@ -388,3 +388,33 @@ def test_backup_of_a_volume_named_not_mounted_by_path(lvssd, tree):
     assert "--to" in err
     lvssd.ok("restore", out, "--to", lvssd.root / "r")
     assert (lvssd.root / "r" / "data" / "f").read_bytes() == b"by name\n"
+
+
+def test_volumes_of_the_selected_components_are_added(lvssd, tree):
+    # A writer's component has its files on two volumes (a database and its log, say): a backup
+    # naming only the first covers the second too, at the same point in time.
+    import test_lvssd_writers as tw
+
+    lvssd.create_volume("wal", "64M")
+    _, wal = lvssd.host.new_fs(lvssd.volume_path("wal"), "ext4", lvssd.root / "wal")
+    (tree / "db").mkdir()
+    (tree / "db" / "main").write_bytes(b"pages\n")
+    (wal / "log").write_bytes(b"records\n")
+    sync(tree)
+    sync(wal)
+    w = tw.Writers(lvssd)
+    try:
+        w.start("pg", paths=[tree / "db", wal])
+        out = lvssd.root / "b"
+        res = backup(lvssd, out, target=tree)
+        assert sorted(res["targets"]) == ["data", "wal"], res
+        assert sorted(res["components"]) == ["pg/Paths/0", "pg/Paths/1"], res
+        lvssd.ok("restore", out, "--to", lvssd.root / "r")
+        assert (lvssd.root / "r" / "data" / "db" / "main").read_bytes() == b"pages\n"
+        assert (lvssd.root / "r" / "wal" / "log").read_bytes() == b"records\n"
+        # With --component naming only the first path, only its volume is backed up.
+        res = backup(lvssd, lvssd.root / "b2", "--component", "pg/Paths/0", target=tree)
+        assert res["targets"] == ["data"] and res["components"] == ["pg/Paths/0"], res
+        assert lvssd.shadows() == []
+    finally:
+        w.stop_all()
