@@ -418,3 +418,21 @@ def test_volumes_of_the_selected_components_are_added(lvssd, tree):
         assert lvssd.shadows() == []
     finally:
         w.stop_all()
+
+
+def test_restore_in_place(lvssd, tree):
+    # Without --to, a tree goes back where it was backed up from (its mount point, recorded):
+    # changes since are undone, files made since removed, files deleted since brought back.
+    rng = random.Random(11)
+    make_tree(tree, rng, n=15)
+    sync(tree)
+    want = digest(tree)
+    out = lvssd.root / "b"
+    backup(lvssd, out, target=tree)
+    change_tree(tree, rng)
+    (tree / "made-later").write_bytes(b"x")
+    sync(tree)
+    assert digest(tree) != want
+    lvssd.ok("restore", out)
+    assert digest(tree) == want
+    assert not (tree / ".lvss-restore-incomplete").exists()
