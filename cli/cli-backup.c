@@ -96,31 +96,40 @@ static void writer_infos_free(struct writer_info *w, size_t n) {
         free(w);
 }
 
-/* Every registered writer and its metadata; writers that do not answer are left with none. */
-static int gather_writers(sd_bus *bus, struct writer_info **ret, size_t *ret_n) {
+/* The names of the registered writers (NULL if none); 0 or an exit code. */
+static int list_writer_names(sd_bus *bus, char ***ret) {
         _cleanup_bus_message_ sd_bus_message *reply = NULL;
-        struct writer_info *ws = NULL;
-        size_t n = 0;
+        _cleanup_strv_ char **names = NULL;
         const char *name, *s;
         int r = cli_call(bus, "ListWriters", &reply, NULL);
         if (r != 0)
                 return r;
         r = sd_bus_message_enter_container(reply, 'a', "(ssssssss)");
         while (r >= 0 &&
-               (r = sd_bus_message_read(reply, "(ssssssss)", &name, &s, &s, &s, &s, &s, &s, &s)) > 0) {
-                struct writer_info *nw = realloc(ws, (n + 1) * sizeof *nw);
-                if (!nw) {
-                        writer_infos_free(ws, n);
+               (r = sd_bus_message_read(reply, "(ssssssss)", &name, &s, &s, &s, &s, &s, &s, &s)) > 0)
+                if (cli_strv_push(&names, name) < 0)
                         return cli_fail(CLI_EXIT_FAILED, "out of memory");
-                }
-                ws = nw;
-                ws[n] = (struct writer_info){ .name = strdup(name) };
-                n++;
-        }
-        if (r < 0) {
-                writer_infos_free(ws, n);
+        if (r < 0)
                 return cli_bus_parse_error(r);
-        }
+        *ret = TAKE_PTR(names);
+        return 0;
+}
+
+/* Every registered writer and its metadata; writers that do not answer are left with none. */
+static int gather_writers(sd_bus *bus, struct writer_info **ret, size_t *ret_n) {
+        _cleanup_strv_ char **names = NULL;
+        struct writer_info *ws = NULL;
+        size_t n = 0;
+        int r = list_writer_names(bus, &names);
+        if (r != 0)
+                return r;
+        for (char **x = names; x && *x; x++)
+                n++;
+        ws = calloc(n + 1, sizeof *ws);
+        if (!ws)
+                return cli_fail(CLI_EXIT_FAILED, "out of memory");
+        for (size_t i = 0; i < n; i++)
+                ws[i].name = TAKE_PTR(names[i]);
         for (size_t i = 0; i < n; i++) {
                 _cleanup_bus_message_ sd_bus_message *m = NULL, *rep = NULL;
                 _cleanup_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
@@ -491,19 +500,8 @@ static int backup_create(int argc, char **argv) {
         if (r >= 0)
                 r = sd_bus_message_append(m, "{sv}", "BackupType", "s",
                                           bkp_type_to_string(type == BKP_LOG ? BKP_INCREMENTAL : type));
-        if (r >= 0 && required) {
-                r = sd_bus_message_open_container(m, 'e', "sv");
-                if (r >= 0)
-                        r = sd_bus_message_append(m, "s", "Writers");
-                if (r >= 0)
-                        r = sd_bus_message_open_container(m, 'v', "as");
-                if (r >= 0)
-                        r = sd_bus_message_append_strv(m, required);
-                if (r >= 0)
-                        r = sd_bus_message_close_container(m);
-                if (r >= 0)
-                        r = sd_bus_message_close_container(m);
-        }
+        if (r >= 0 && required)
+                r = cli_append_strv_option(m, "Writers", required);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         if (r < 0) {
@@ -899,20 +897,9 @@ static int restore(int argc, char **argv) {
                 r = cli_connect(&bus);
                 if (r != 0)
                         goto out;
-                _cleanup_bus_message_ sd_bus_message *reply = NULL;
-                const char *name, *s;
-                r = cli_call(bus, "ListWriters", &reply, NULL);
+                r = list_writer_names(bus, &running);
                 if (r != 0)
                         goto out;
-                r = sd_bus_message_enter_container(reply, 'a', "(ssssssss)");
-                while (r >= 0 &&
-                       (r = sd_bus_message_read(reply, "(ssssssss)", &name, &s, &s, &s, &s, &s, &s, &s)) > 0)
-                        if (cli_strv_push(&running, name) < 0)
-                                r = -ENOMEM;
-                if (r < 0) {
-                        r = cli_bus_parse_error(r);
-                        goto out;
-                }
         }
         for (size_t i = 0; i < doc->n_components; i++) {
                 const struct bkp_component *cp = &doc->components[i];

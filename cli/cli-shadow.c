@@ -457,22 +457,10 @@ static int shadow_create(int argc, char **argv) {
                 r = sd_bus_message_open_container(m, 'a', "{sv}");
         if (r >= 0 && no_writers)
                 r = sd_bus_message_append(m, "{sv}", "NoWriters", "b", 1);
-        for (int i = 0; r >= 0 && i < 2; i++) {
-                char **l = i == 0 ? required : excluded;
-                if (!l)
-                        continue;
-                r = sd_bus_message_open_container(m, 'e', "sv");
-                if (r >= 0)
-                        r = sd_bus_message_append(m, "s", i == 0 ? "Writers" : "ExcludeWriters");
-                if (r >= 0)
-                        r = sd_bus_message_open_container(m, 'v', "as");
-                if (r >= 0)
-                        r = sd_bus_message_append_strv(m, l);
-                if (r >= 0)
-                        r = sd_bus_message_close_container(m);
-                if (r >= 0)
-                        r = sd_bus_message_close_container(m);
-        }
+        if (r >= 0 && required)
+                r = cli_append_strv_option(m, "Writers", required);
+        if (r >= 0 && excluded)
+                r = cli_append_strv_option(m, "ExcludeWriters", excluded);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         if (r < 0)

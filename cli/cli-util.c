@@ -921,3 +921,18 @@ int cli_strv_push(char ***l, const char *s) {
         *l = nl;
         return 0;
 }
+
+int cli_append_strv_option(sd_bus_message *m, const char *key, char **l) {
+        int r = sd_bus_message_open_container(m, 'e', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", key);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'v', "as");
+        if (r >= 0)
+                r = sd_bus_message_append_strv(m, l);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        return r;
+}

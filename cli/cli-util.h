@@ -222,6 +222,8 @@ static inline void cli_strvp(char ***p) {
                         free(*s);
         free(*p);
 }
+/* Appends to M, inside an open a{sv}, the entry {KEY: as L}; a negative errno from sd-bus. */
+int cli_append_strv_option(sd_bus_message *m, const char *key, char **l);
 /* Appends a copy of S to the NULL-terminated list *L; -ENOMEM. */
 int cli_strv_push(char ***l, const char *s);
 #define _cleanup_bus_ _cleanup_(cli_bus_unrefp)

@@ -6,18 +6,15 @@
  */
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "common/macro.h"
 #include "service/catalog.h"
+#include "service/statefile.h"
 
 #define CATALOG_MAX_BYTES (16u * 1024u * 1024u)
 #define CATALOG_MAX_FIELDS 8
@@ -170,33 +167,13 @@ static int parse_line(struct catalog *c, char *line) {
         return -EBADMSG;
 }
 
-int catalog_parse(struct catalog *c, const char *buf, size_t len) {
-        static const char header[] = "lvss-catalog 1\n";
-        struct catalog tmp = {};
-        int r = 0;
+static int parse_line_cb(char *line, void *userdata) {
+        return parse_line(userdata, line);
+}
 
-        if (len < sizeof header - 1 || memcmp(buf, header, sizeof header - 1) != 0)
-                return -EBADMSG;
-        for (size_t pos = sizeof header - 1; pos < len && r >= 0;) {
-                const char *nl = memchr(buf + pos, '\n', len - pos);
-                if (!nl) {
-                        r = -EBADMSG; /* a file written by catalog_save ends with a newline */
-                        break;
-                }
-                size_t n = (size_t) (nl - (buf + pos));
-                if (memchr(buf + pos, 0, n)) {
-                        r = -EBADMSG;
-                        break;
-                }
-                char *line = strndup(buf + pos, n);
-                if (!line) {
-                        r = -ENOMEM;
-                        break;
-                }
-                r = parse_line(&tmp, line);
-                free(line);
-                pos += n + 1;
-        }
+int catalog_parse(struct catalog *c, const char *buf, size_t len) {
+        struct catalog tmp = {};
+        int r = statefile_foreach_line(buf, len, "lvss-catalog 1\n", parse_line_cb, &tmp);
         if (r < 0) {
                 catalog_release(&tmp);
                 return r;
@@ -206,38 +183,16 @@ int catalog_parse(struct catalog *c, const char *buf, size_t len) {
 }
 
 int catalog_load(struct catalog *c, const char *path) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return errno == ENOENT ? 0 : negative_errno();
-        struct stat st;
-        if (fstat(fd, &st) < 0)
-                return negative_errno();
-        if (st.st_size > CATALOG_MAX_BYTES)
-                return -EFBIG;
-        _cleanup_free_ char *buf = malloc((size_t) st.st_size + 1);
-        if (!buf)
-                return -ENOMEM;
-        size_t got = 0;
-        while (got < (size_t) st.st_size) {
-                ssize_t n = read(fd, buf + got, (size_t) st.st_size - got);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return negative_errno();
-                if (n == 0)
-                        break;
-                got += (size_t) n;
-        }
-        return catalog_parse(c, buf, got);
+        _cleanup_free_ char *buf = NULL;
+        size_t len;
+        int r = statefile_read(path, CATALOG_MAX_BYTES, &buf, &len);
+        if (r < 0 || !buf)
+                return r;
+        return catalog_parse(c, buf, len);
 }
 
-int catalog_save(const struct catalog *c, const char *path) {
-        _cleanup_free_ char *tmp = NULL, *dir = NULL;
-        if (asprintf(&tmp, "%s.new", path) < 0 || !(dir = strdup(path)))
-                return -ENOMEM;
-        FILE *f = fopen(tmp, "we");
-        if (!f)
-                return negative_errno();
+static int write_catalog(FILE *f, void *userdata) {
+        const struct catalog *c = userdata;
         fprintf(f, "lvss-catalog 1\n");
         for (size_t i = 0; i < c->n_volumes; i++)
                 fprintf(f, "volume %s %s\n", c->volumes[i].name, c->volumes[i].provider);
@@ -248,21 +203,11 @@ int catalog_save(const struct catalog *c, const char *path) {
                 fprintf(f, "shadow %s %s %s %" PRIu32 " %s %" PRIu64 "\n", c->shadows[i].id,
                         c->shadows[i].set_id, c->shadows[i].volume, c->shadows[i].snap_id,
                         c->shadows[i].context, c->shadows[i].created_usec);
-        int r = 0;
-        if (fflush(f) != 0 || fsync(fileno(f)) < 0)
-                r = negative_errno();
-        if (fclose(f) != 0 && r == 0)
-                r = negative_errno();
-        if (r == 0 && rename(tmp, path) < 0)
-                r = negative_errno();
-        if (r < 0) {
-                (void) unlink(tmp);
-                return r;
-        }
-        _cleanup_close_ int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0)
-                (void) fsync(dfd);
         return 0;
+}
+
+int catalog_save(const struct catalog *c, const char *path) {
+        return statefile_write(path, write_catalog, (void *) c);
 }
 
 const char *catalog_volume_provider(const struct catalog *c, const char *name) {

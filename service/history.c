@@ -7,18 +7,16 @@
  */
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "common/macro.h"
 #include "service/history.h"
+#include "service/statefile.h"
 
 #define HISTORY_MAX_BYTES (64u * 1024u * 1024u)
 #define HISTORY_MAX_FIELDS 6
@@ -213,33 +211,13 @@ static int parse_line(struct history *h, char *line) {
         return r;
 }
 
-int history_parse(struct history *h, const char *buf, size_t len) {
-        static const char header[] = "lvss-backup-history 1\n";
-        struct history tmp = {};
-        int r = 0;
+static int parse_line_cb(char *line, void *userdata) {
+        return parse_line(userdata, line);
+}
 
-        if (len < sizeof header - 1 || memcmp(buf, header, sizeof header - 1) != 0)
-                return -EBADMSG;
-        for (size_t pos = sizeof header - 1; pos < len && r >= 0;) {
-                const char *nl = memchr(buf + pos, '\n', len - pos);
-                if (!nl) {
-                        r = -EBADMSG; /* a file written by history_save ends with a newline */
-                        break;
-                }
-                size_t n = (size_t) (nl - (buf + pos));
-                if (memchr(buf + pos, 0, n)) {
-                        r = -EBADMSG;
-                        break;
-                }
-                char *line = strndup(buf + pos, n);
-                if (!line) {
-                        r = -ENOMEM;
-                        break;
-                }
-                r = parse_line(&tmp, line);
-                free(line);
-                pos += n + 1;
-        }
+int history_parse(struct history *h, const char *buf, size_t len) {
+        struct history tmp = {};
+        int r = statefile_foreach_line(buf, len, "lvss-backup-history 1\n", parse_line_cb, &tmp);
         if (r < 0) {
                 history_release(&tmp);
                 return r;
@@ -249,31 +227,12 @@ int history_parse(struct history *h, const char *buf, size_t len) {
 }
 
 int history_load(struct history *h, const char *path) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-                return errno == ENOENT ? 0 : negative_errno();
-        struct stat st;
-        if (fstat(fd, &st) < 0)
-                return negative_errno();
-        if (!S_ISREG(st.st_mode))
-                return -EBADMSG;
-        if (st.st_size > HISTORY_MAX_BYTES)
-                return -EFBIG;
-        _cleanup_free_ char *buf = malloc((size_t) st.st_size + 1);
-        if (!buf)
-                return -ENOMEM;
-        size_t got = 0;
-        while (got < (size_t) st.st_size) {
-                ssize_t n = read(fd, buf + got, (size_t) st.st_size - got);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return negative_errno();
-                if (n == 0)
-                        break;
-                got += (size_t) n;
-        }
-        return history_parse(h, buf, got);
+        _cleanup_free_ char *buf = NULL;
+        size_t len;
+        int r = statefile_read(path, HISTORY_MAX_BYTES, &buf, &len);
+        if (r < 0 || !buf)
+                return r;
+        return history_parse(h, buf, len);
 }
 
 static void write_entry(FILE *f, const struct history_entry *e) {
@@ -282,41 +241,35 @@ static void write_entry(FILE *f, const struct history_entry *e) {
         fputc('\n', f);
 }
 
+struct save_args {
+        const struct history *h;
+        const char *drop_key;
+        size_t n_drop;
+        const struct history_entry *extra;
+};
+
+static int write_history(FILE *f, void *userdata) {
+        struct save_args *a = userdata;
+        size_t n_drop = a->n_drop;
+        fprintf(f, "lvss-backup-history 1\n");
+        for (size_t i = 0; i < a->h->n_entries; i++) {
+                if (n_drop > 0 && strcmp(a->h->entries[i].key, a->drop_key) == 0) {
+                        n_drop--;
+                        continue;
+                }
+                write_entry(f, &a->h->entries[i]);
+        }
+        if (a->extra)
+                write_entry(f, a->extra);
+        return 0;
+}
+
 /* Writes H to PATH, leaving out the first N_DROP entries of key DROP_KEY, and EXTRA (if not NULL)
  * at the end. */
 static int save_with(const struct history *h, const char *path, const char *drop_key, size_t n_drop,
                      const struct history_entry *extra) {
-        _cleanup_free_ char *tmp = NULL, *dir = NULL;
-        if (asprintf(&tmp, "%s.new", path) < 0 || !(dir = strdup(path)))
-                return -ENOMEM;
-        FILE *f = fopen(tmp, "we");
-        if (!f)
-                return negative_errno();
-        fprintf(f, "lvss-backup-history 1\n");
-        for (size_t i = 0; i < h->n_entries; i++) {
-                if (n_drop > 0 && strcmp(h->entries[i].key, drop_key) == 0) {
-                        n_drop--;
-                        continue;
-                }
-                write_entry(f, &h->entries[i]);
-        }
-        if (extra)
-                write_entry(f, extra);
-        int r = 0;
-        if (ferror(f) || fflush(f) != 0 || fsync(fileno(f)) < 0)
-                r = errno > 0 ? -errno : -EIO;
-        if (fclose(f) != 0 && r == 0)
-                r = negative_errno();
-        if (r == 0 && rename(tmp, path) < 0)
-                r = negative_errno();
-        if (r < 0) {
-                (void) unlink(tmp);
-                return r;
-        }
-        _cleanup_close_ int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0 && fsync(dfd) < 0)
-                return negative_errno();
-        return 0;
+        struct save_args a = { h, drop_key, n_drop, extra };
+        return statefile_write(path, write_history, &a);
 }
 
 int history_save(const struct history *h, const char *path) {
