@@ -303,3 +303,30 @@ static inline void bkp_tar_freep(struct bkp_tar **t) {
 /* Checks a stored entry against its line: -EBADMSG with a sentence naming TAR and the entry. */
 int bkp_tar_entry_check(const struct bkp_tar_entry *te, const struct bkp_entry *e, const char *dir,
                         const char *tar, char *err);
+
+/* ---- image backups (image.c) ---- */
+
+#define BKP_IMAGE_SIZE_MAX (UINT64_C(1) << 50)
+
+bool bkp_image_geometry_valid(uint64_t size, uint32_t chunk_size);
+
+/* A T.map: the chunks a backup's T.img stores, ascending, with their checksums. */
+struct bkp_image_map {
+        uint64_t size;
+        uint32_t chunk_size;
+        uint64_t *index;
+        uint8_t (*sha)[BKP_SHA256_LEN];
+        size_t n, cap;
+};
+
+void bkp_image_map_release(struct bkp_image_map *m);
+/* Parses a whole map; on -EBADMSG, *RET_LINE is the first bad line (1-based). */
+int bkp_image_map_parse(const char *data, size_t len, struct bkp_image_map *ret, size_t *ret_line);
+/* Reads and parses T's map in B, checked against the manifest and T's size and chunk size. */
+int bkp_image_load_map(struct bkp_backup *b, const struct bkp_target *t, struct bkp_image_map *ret, char *err);
+/* Writes T.img and T.map of each of O's targets into DIRFD, adding them to MANIFEST; BASE is NULL for a
+ * full or copy backup (O's targets then need no CHANGED bitmap). */
+int bkp_image_write(int dirfd, const struct bkp_write_opts *o, const struct bkp_backup *base,
+                    struct bkp_manifest *manifest, struct bkp_stats *stats, struct bkp_ticker *tick, char *err);
+/* Checks every stored chunk of every backup of C against its map. */
+int bkp_image_verify(const struct bkp_chain *c, struct bkp_ticker *tick, char *err);

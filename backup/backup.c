@@ -327,7 +327,8 @@ bool bkp_manifest_name_valid(const char *name) {
                 return d > 0 && d <= 4 && (d == 1 || n[0] != '0') && strcmp(n + d, ".xml") == 0;
         }
         const char *dot = strrchr(name, '.');
-        if (!dot || (strcmp(dot, ".list") != 0 && strcmp(dot, ".tar") != 0))
+        if (!dot || (strcmp(dot, ".list") != 0 && strcmp(dot, ".tar") != 0 && strcmp(dot, ".img") != 0 &&
+                     strcmp(dot, ".map") != 0))
                 return false;
         char t[BKP_TARGET_NAME_MAX + 1];
         size_t len = (size_t) (dot - name);
@@ -599,10 +600,10 @@ static bool manifest_matches(const struct bkp_manifest *m, const struct bkp_docu
                 return false;
         char name[BKP_TARGET_NAME_MAX + 16];
         for (size_t i = 0; i < d->n_targets; i++) {
-                snprintf(name, sizeof(name), "%s.list", d->targets[i].name);
+                snprintf(name, sizeof(name), "%s.%s", d->targets[i].name, d->image ? "map" : "list");
                 if (!bkp_manifest_find(m, name))
                         return false;
-                snprintf(name, sizeof(name), "%s.tar", d->targets[i].name);
+                snprintf(name, sizeof(name), "%s.%s", d->targets[i].name, d->image ? "img" : "tar");
                 if (!bkp_manifest_find(m, name))
                         return false;
         }
@@ -729,6 +730,11 @@ int bkp_check_base(const struct bkp_document *d, const struct bkp_document *base
                         "backup %s is a %s backup, which cannot be the base of a %s backup; give a %s base",
                         base_path, bkp_type_to_string(base->type), bkp_type_to_string(d->type),
                         d->type == BKP_DIFFERENTIAL ? "full" : "full or incremental");
+        if (d->image != base->image)
+                return bkp_errorf(err, -EINVAL,
+                                  "backup %s is %s backup, and this one %s: give a base of the same kind, or "
+                                  "make a full backup",
+                                  base_path, base->image ? "an image" : "a file", d->image ? "an image" : "files");
         bool same = d->n_targets == base->n_targets;
         for (size_t i = 0; same && i < d->n_targets; i++)
                 same = bkp_document_has_target(base, d->targets[i].name);

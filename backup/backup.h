@@ -41,6 +41,19 @@
  * to a full one; the base directories are looked for at the recorded path, then beside DIR (same
  * parent directory, any name; also beside the backup that names the base) by id.
  *
+ * Image backups (struct bkp_write_opts's image): each target is a block image (a shadow's file, read
+ * as bytes) instead of a tree, and the backup holds, instead of T.tar and T.list:
+ *
+ *   DIR/T.img             a sparse file of the image's size holding the chunks this backup stores at
+ *                         their offsets, holes elsewhere: a full image backup's T.img is the whole
+ *                         image (a file system in it mounts read-only through a loop device)
+ *   DIR/T.map             which chunks T.img stores, each with its SHA-256 (format in image.c)
+ *
+ * A full image backup stores every chunk that holds a non-zero byte; an incremental or differential
+ * one, the chunks the caller says may have changed since the base (changed-block tracking: read
+ * nothing else), zero or not. The BCD records each image's size, chunk size and the id of the shadow
+ * it was read from, which the next backup of the chain compares with.
+ *
  * Every int function returns a negative errno on failure and >= 0 on success, and on failure
  * fills ERR (a sentence naming the problem and what to do) when ERR is not NULL; ret_* parameters
  * are untouched on failure. Nothing here is thread-safe; distinct calls may run on distinct
@@ -71,6 +84,12 @@ struct bkp_target {
         const char *name; /* e.g. the volume's name */
         const char *root; /* the directory: a shadow's mount point at backup */
         const char *origin; /* where the tree lives normally (e.g. the volume's mount point), recorded */
+        /* Image backups only (ROOT is then the image to read: a regular file or a block device). */
+        uint64_t size; /* the image's bytes, recorded */
+        uint32_t chunk_size; /* a power of two in [4 KiB, 1 MiB], recorded */
+        const char *shadow_id; /* the shadow ROOT belongs to (a UUID), recorded; NULL if none */
+        const uint8_t *changed; /* at write of a chained backup: bit N%8 of byte N/8 is set for each
+                                   chunk N that may differ from the base's image; NULL at read */
 };
 
 /* A component of the backup, as the BCD records it. */
@@ -92,6 +111,7 @@ struct bkp_document {
         char set_id[BKP_ID_LEN + 1]; /* the shadow copy set read from ("" if none) */
         char base_id[BKP_ID_LEN + 1]; /* "" for full and copy */
         char *base_path; /* the base directory as given at backup, made absolute (NULL if none) */
+        bool image; /* the targets are block images (see the top comment) */
         struct bkp_target *targets; /* name and origin only; root NULL */
         size_t n_targets;
         struct bkp_component *components;
@@ -115,6 +135,7 @@ typedef int (*bkp_progress_fn)(const struct bkp_progress *p, void *userdata);
 struct bkp_write_opts {
         const char *dir; /* must not exist, or be an empty directory; created 0700 */
         bkp_type type;
+        bool image; /* back up the targets' roots as block images (log backups are refused) */
         const char *base_dir; /* required for incremental, differential, log; NULL otherwise */
         const struct bkp_target *targets; /* names unique; each root read as it is */
         size_t n_targets;
@@ -128,7 +149,7 @@ struct bkp_write_opts {
 };
 
 struct bkp_stats {
-        uint64_t entries; /* entries in the trees */
+        uint64_t entries; /* entries in the trees (image backups: chunks in the images) */
         uint64_t entries_stored; /* entries whose content this backup stores */
         uint64_t entries_deleted; /* entries of the base gone since */
         uint64_t bytes_read; /* file content read from the trees */
@@ -176,3 +197,12 @@ struct bkp_restore_opts {
  * a file system mounted inside O->root where the tree has a directory is left alone, anywhere else
  * -EXDEV. Meant to run as root: without, owners and trusted.* attributes are left as they come. */
 int bkp_restore(const struct bkp_restore_opts *o, char err[BKP_ERR_MAX]);
+
+/* Writes the image of O->target at O's image backup's moment into the file O->root: an existing block
+ * device or regular file of the image's size (refused otherwise: -EINVAL), or a new regular file. Each
+ * chunk is taken from the newest backup of the chain that stores it (zeros if none does) and checked
+ * against its checksum as it is read. The first chunk is zeroed first and written last: a restore that
+ * did not finish leaves no recognisable file system there. Chunks of O->root that already hold the
+ * right bytes are not written again. Nothing here checks whether O->root is in use (mounted): the
+ * caller does. */
+int bkp_restore_image(const struct bkp_restore_opts *o, char err[BKP_ERR_MAX]);

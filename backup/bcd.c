@@ -56,6 +56,7 @@ void bkp_document_free(struct bkp_document *d) {
                 free((char *) d->targets[i].name);
                 free((char *) d->targets[i].root);
                 free((char *) d->targets[i].origin);
+                free((char *) d->targets[i].shadow_id);
         }
         free(d->targets);
         for (size_t i = 0; i < d->n_components; i++) {
@@ -153,6 +154,8 @@ int bkp_document_validate(const struct bkp_document *d) {
         bool chained = d->type == BKP_INCREMENTAL || d->type == BKP_DIFFERENTIAL || d->type == BKP_LOG;
         if (chained != (d->base_id[0] != '\0') || chained != !!d->base_path)
                 return -EINVAL;
+        if (d->image && d->type == BKP_LOG)
+                return -EINVAL;
         if (chained && (!bkp_uuid_valid(d->base_id) || !fs_path_valid(d->base_path, true) ||
                         strcmp(d->base_id, d->id) == 0))
                 return -EINVAL;
@@ -164,6 +167,10 @@ int bkp_document_validate(const struct bkp_document *d) {
                 const struct bkp_target *t = &d->targets[i];
                 if (!t->name || !bkp_target_name_valid(t->name) ||
                     (t->origin && !fs_path_valid(t->origin, false)))
+                        return -EINVAL;
+                if (d->image ? !bkp_image_geometry_valid(t->size, t->chunk_size) ||
+                                       (t->shadow_id && !bkp_uuid_valid(t->shadow_id))
+                             : t->size || t->chunk_size || t->shadow_id)
                         return -EINVAL;
                 for (size_t j = 0; j < i; j++)
                         if (strcmp(d->targets[j].name, t->name) == 0)
@@ -260,7 +267,8 @@ static int write_document(xmlTextWriterPtr w, const struct bkp_document *d) {
         snprintf(created, sizeof(created), "%" PRIu64, d->created_usec);
         r = write_element(w, "identity",
                           (const char *const[]){ "id", d->id, "type", type_table[d->type], "created",
-                                                 created, "set-id", d->set_id[0] ? d->set_id : NULL, NULL });
+                                                 created, "set-id", d->set_id[0] ? d->set_id : NULL, "kind",
+                                                 d->image ? "image" : NULL, NULL });
         if (r < 0)
                 return r;
 
@@ -276,12 +284,18 @@ static int write_document(xmlTextWriterPtr w, const struct bkp_document *d) {
         }
 
         for (size_t i = 0; i < d->n_targets; i++) {
+                const struct bkp_target *t = &d->targets[i];
                 struct bkp_buf o = {};
-                r = escape_path(d->targets[i].origin, &o);
+                char size[32], chunk[16];
+                snprintf(size, sizeof(size), "%" PRIu64, t->size);
+                snprintf(chunk, sizeof(chunk), "%" PRIu32, t->chunk_size);
+                r = escape_path(t->origin, &o);
                 if (r >= 0)
-                        r = write_element(
-                                w, "target",
-                                (const char *const[]){ "name", d->targets[i].name, "origin", o.data, NULL });
+                        r = write_element(w, "target",
+                                          (const char *const[]){ "name", t->name, "origin", o.data, "size",
+                                                                 d->image ? size : NULL, "chunk-size",
+                                                                 d->image ? chunk : NULL, "shadow-id",
+                                                                 t->shadow_id, NULL });
                 bkp_buf_release(&o);
                 if (r < 0)
                         return r;
@@ -441,8 +455,26 @@ static int copy_id(const xmlChar *v, char ret[BKP_ID_LEN + 1]) {
         return 0;
 }
 
+/* A decimal number without sign or leading zeros, at most MAX. */
+static int parse_number(const char *c, uint64_t max, uint64_t *ret) {
+        size_t n_c = strlen(c);
+        if (n_c == 0 || n_c > 20 || strspn(c, "0123456789") != n_c || (n_c > 1 && c[0] == '0'))
+                return -EBADMSG;
+        uint64_t v = 0;
+        for (size_t i = 0; i < n_c; i++) {
+                unsigned dgt = (unsigned) (c[i] - '0');
+                if (v > (UINT64_MAX - dgt) / 10)
+                        return -EBADMSG;
+                v = v * 10 + dgt;
+        }
+        if (v > max)
+                return -EBADMSG;
+        *ret = v;
+        return 0;
+}
+
 static int parse_identity(const xmlNode *n, struct bkp_document *d) {
-        static const char *const names[] = { "id", "type", "created", "?set-id", NULL };
+        static const char *const names[] = { "id", "type", "created", "?set-id", "?kind", NULL };
         _cleanup_attrs_ xmlChar *v[MAX_ATTRS] = {};
         int r = get_attrs(n, names, false, v);
         if (r < 0)
@@ -453,19 +485,10 @@ static int parse_identity(const xmlNode *n, struct bkp_document *d) {
         if (r < 0)
                 return -EBADMSG;
         d->type = r;
-        const char *c = S(v[2]);
-        size_t n_c = strlen(c);
-        if (n_c == 0 || n_c > 20 || strspn(c, "0123456789") != n_c || (n_c > 1 && c[0] == '0'))
+        if (v[4] && !xmlStrEqual(v[4], BAD_CAST "image"))
                 return -EBADMSG;
-        uint64_t usec = 0;
-        for (size_t i = 0; i < n_c; i++) {
-                unsigned dgt = (unsigned) (c[i] - '0');
-                if (usec > (UINT64_MAX - dgt) / 10)
-                        return -EBADMSG;
-                usec = usec * 10 + dgt;
-        }
-        d->created_usec = usec;
-        return 0;
+        d->image = v[4] != NULL;
+        return parse_number(S(v[2]), UINT64_MAX, &d->created_usec);
 }
 
 static int parse_base(const xmlNode *n, struct bkp_document *d) {
@@ -479,11 +502,20 @@ static int parse_base(const xmlNode *n, struct bkp_document *d) {
         return unescape_attr(v[1], &d->base_path);
 }
 
-static int parse_target(const xmlNode *n, struct bkp_target *t) {
-        static const char *const names[] = { "name", "?origin", NULL };
+static int parse_target(const xmlNode *n, bool image, struct bkp_target *t) {
+        static const char *const names[] = { "name", "?origin", "?size", "?chunk-size", "?shadow-id", NULL };
         _cleanup_attrs_ xmlChar *v[MAX_ATTRS] = {};
         int r = get_attrs(n, names, false, v);
         if (r < 0)
+                return r;
+        if (image != (v[2] && v[3]) || (!image && v[4]))
+                return -EBADMSG;
+        uint64_t chunk = 0;
+        if (image && (parse_number(S(v[2]), UINT64_MAX, &t->size) < 0 ||
+                      parse_number(S(v[3]), UINT32_MAX, &chunk) < 0))
+                return -EBADMSG;
+        t->chunk_size = (uint32_t) chunk;
+        if (v[4] && (r = dup_attr(v[4], &t->shadow_id)) < 0)
                 return r;
         char *origin;
         r = unescape_attr(v[1], &origin);
@@ -564,15 +596,17 @@ static int parse_root(const xmlNode *root, struct bkp_document **ret) {
         if (!d->targets || !d->components || !d->writer_documents)
                 return -ENOMEM;
 
+        /* The identity first: it says what the targets are. */
+        for (const xmlNode *e = root->children; e; e = e->next)
+                if (e->type == XML_ELEMENT_NODE && is_element(e, "identity") && (r = parse_identity(e, d)) < 0)
+                        return r;
         for (const xmlNode *e = root->children; e; e = e->next) {
-                if (e->type != XML_ELEMENT_NODE)
+                if (e->type != XML_ELEMENT_NODE || is_element(e, "identity"))
                         continue;
-                if (is_element(e, "identity"))
-                        r = parse_identity(e, d);
-                else if (is_element(e, "base"))
+                if (is_element(e, "base"))
                         r = parse_base(e, d);
                 else if (is_element(e, "target"))
-                        r = parse_target(e, &d->targets[d->n_targets++]);
+                        r = parse_target(e, d->image, &d->targets[d->n_targets++]);
                 else if (is_element(e, "component"))
                         r = parse_component(e, &d->components[d->n_components++]);
                 else

@@ -140,6 +140,13 @@ int bkp_verify(const char *dir, bkp_progress_fn progress, void *userdata, char e
         if (r < 0)
                 return r;
 
+        if (v.chain.items[0]->doc->image) {
+                r = bkp_image_verify(&v.chain, &v.tick, err);
+                if (r >= 0)
+                        r = bkp_tick(&v.tick, true, err);
+                goto finish;
+        }
+
         /* Every backup of a chain has the same targets (bkp_chain_open checks). */
         v.n_targets = v.chain.items[0]->doc->n_targets;
         v.lists = calloc(MAX(v.chain.n * v.n_targets, (size_t) 1), sizeof(*v.lists));

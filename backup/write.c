@@ -689,6 +689,11 @@ static int build_document(const struct bkp_write_opts *o, struct bkp_document **
         if (r < 0)
                 return bkp_errorf(err, r, "cannot make a backup id: %s", strerror(-r));
         d->type = o->type;
+        d->image = o->image;
+        if (o->image && o->type == BKP_LOG)
+                return bkp_errorf(err, -EINVAL,
+                                  "a log backup is of a writer's log files, not of block images; give "
+                                  "--type incremental");
         d->created_usec = o->created_usec ? o->created_usec : realtime_usec();
         if (o->set_id && uuid_lower(o->set_id, d->set_id) < 0)
                 return bkp_errorf(err, -EINVAL,
@@ -718,10 +723,17 @@ static int build_document(const struct bkp_write_opts *o, struct bkp_document **
                                 return bkp_errorf(err, -EINVAL,
                                                   "target name %s is given twice; names must be unique",
                                                   t->name);
+                if (o->image && t->shadow_id && !bkp_uuid_valid(t->shadow_id))
+                        return bkp_errorf(err, -EINVAL, "the shadow id of target %s is not a UUID", t->name);
                 d->n_targets++;
                 if (!strdup_opt(t->name, &d->targets[i].name) ||
-                    !strdup_opt(t->origin, &d->targets[i].origin))
+                    !strdup_opt(t->origin, &d->targets[i].origin) ||
+                    !strdup_opt(o->image ? t->shadow_id : NULL, &d->targets[i].shadow_id))
                         return -ENOMEM;
+                if (o->image) {
+                        d->targets[i].size = t->size;
+                        d->targets[i].chunk_size = t->chunk_size;
+                }
         }
 
         if (o->n_components > BKP_MAX_COMPONENTS || (o->n_components > 0 && !o->components))
@@ -945,7 +957,13 @@ int bkp_write(const struct bkp_write_opts *o, struct bkp_stats *ret_stats, struc
                 goto finish;
         dir_ready = true;
 
-        for (size_t i = 0; i < o->n_targets; i++) {
+        /* Images are read and written in one pass; trees are scanned whole, then written. */
+        if (o->image) {
+                r = bkp_image_write(w.dirfd, o, base, &w.manifest, &w.stats, &w.tick, err);
+                if (r < 0)
+                        goto finish;
+        }
+        for (size_t i = 0; !o->image && i < o->n_targets; i++) {
                 struct bkp_tree *t = &w.trees[w.n_trees++];
                 t->t = &o->targets[i];
                 t->rootfd = -1;

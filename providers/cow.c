@@ -176,6 +176,18 @@ static int cow_set_limit(lvss_pvol *v, uint64_t max) {
         return engine_set_limit(E(v), max, ei.policy);
 }
 
+static int cow_changed_chunks(lvss_pvol *v, uint32_t from, uint32_t to, uint64_t **ret_bitmap,
+                              uint64_t *ret_n_chunks, uint32_t *ret_chunk_size) {
+        struct eng_volume_info ei;
+        int r = engine_volume_info(E(v), &ei);
+        if (r < 0)
+                return r;
+        r = engine_changed_chunks(E(v), from, to, ret_bitmap, ret_n_chunks);
+        if (r >= 0)
+                *ret_chunk_size = ei.chunk_size;
+        return r;
+}
+
 extern const struct lvss_provider lvss_provider_cow;
 const struct lvss_provider lvss_provider_cow = {
         .api_version = LVSS_PROVIDER_API_VERSION,
@@ -198,4 +210,5 @@ const struct lvss_provider lvss_provider_cow = {
         .snapshot_get = cow_snapshot_get,
         .revert = cow_revert,
         .set_limit = cow_set_limit,
+        .changed_chunks = cow_changed_chunks,
 };

@@ -15,7 +15,7 @@ const char *const lvss_cap_names[] = { "volumes", "persistent", "nonpersistent",
 
 bool lvss_provider_usable(const struct lvss_provider *p) {
         return p && p->api_version >= 1 && p->api_version <= LVSS_PROVIDER_API_VERSION &&
-               p->size >= sizeof(struct lvss_provider) && p->name && p->version;
+               p->size >= LVSS_PROVIDER_SIZE_V1 && p->name && p->version;
 }
 
 const struct lvss_provider *lvss_provider_find(const char *name) {

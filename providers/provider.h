@@ -23,7 +23,7 @@
 
 #include "engine/engine.h"
 
-#define LVSS_PROVIDER_API_VERSION 1u
+#define LVSS_PROVIDER_API_VERSION 2u /* 2: changed_chunks */
 
 typedef struct lvss_pvol lvss_pvol;
 
@@ -98,7 +98,20 @@ struct lvss_provider {
         int (*snapshot_get)(lvss_pvol *v, uint32_t id, struct lvss_psnap *ret);
         int (*revert)(lvss_pvol *v, uint32_t id); /* LVSS_CAP_REVERT */
         int (*set_limit)(lvss_pvol *v, uint64_t max); /* LVSS_CAP_LIMIT; UINT64_MAX: unbounded */
+
+        /* Since version 2. LVSS_CAP_CBT: a new bitmap (bit N of word N/64 for chunk N of CHUNK_SIZE
+         * bytes; the caller frees) of the chunks that may differ between snapshot FROM and the newer
+         * snapshot TO; its cost must not grow with the volume's size. */
+        int (*changed_chunks)(lvss_pvol *v, uint32_t from, uint32_t to, uint64_t **ret_bitmap,
+                              uint64_t *ret_n_chunks, uint32_t *ret_chunk_size);
 };
+
+/* The size of a version 1 table, the smallest this service accepts. */
+#define LVSS_PROVIDER_SIZE_V1 offsetof(struct lvss_provider, changed_chunks)
+
+/* P's changed_chunks, or NULL if its table is older or it has none. */
+#define LVSS_PROVIDER_CHANGED_CHUNKS(p)                                                                    \
+        ((p)->api_version >= 2 && (p)->size > LVSS_PROVIDER_SIZE_V1 ? (p)->changed_chunks : NULL)
 
 /* The providers built in, NULL-terminated; the first is the default. */
 extern const struct lvss_provider *const lvss_providers[];

@@ -341,14 +341,14 @@ static int method_create_shadow_set(sd_bus_message *msg, void *userdata, sd_bus_
                 r = sd_bus_message_read(msg, "s", &key);
                 if (r < 0)
                         goto out;
-                const char *type = strcmp(key, "NoWriters") == 0                                       ? "b"
+                const char *type = strcmp(key, "NoWriters") == 0 || strcmp(key, "Persistent") == 0     ? "b"
                                    : strcmp(key, "Writers") == 0 || strcmp(key, "ExcludeWriters") == 0 ? "as"
                                    : strcmp(key, "BackupType") == 0                                    ? "s"
                                                                     : NULL;
                 if (!type) {
                         r = bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
                                            "Unknown option %s: CreateShadowSet knows NoWriters, Writers, "
-                                           "ExcludeWriters and BackupType.",
+                                           "ExcludeWriters, BackupType and Persistent.",
                                            key);
                         goto out;
                 }
@@ -358,10 +358,13 @@ static int method_create_shadow_set(sd_bus_message *msg, void *userdata, sd_bus_
                                            "Option %s has the wrong type: it is %s.", key, type);
                         goto out;
                 }
-                if (strcmp(key, "NoWriters") == 0) {
+                if (strcmp(key, "NoWriters") == 0 || strcmp(key, "Persistent") == 0) {
                         int b;
                         r = sd_bus_message_read(msg, "b", &b);
-                        o.no_writers = b;
+                        if (key[0] == 'N')
+                                o.no_writers = b;
+                        else
+                                o.persistent = b;
                 } else if (strcmp(key, "BackupType") == 0)
                         r = sd_bus_message_read(msg, "s", &o.backup_type);
                 else {
@@ -742,6 +745,71 @@ static int method_expose_shadow(sd_bus_message *msg, void *userdata, sd_bus_erro
         return manager_method_expose(m, msg, s, mp, error);
 }
 
+/* Changed-block tracking between two shadows of one volume, FROM older than TO: the volume's size,
+ * the chunk size, and a bitmap (byte N/8, bit N%8: chunk N may differ). */
+static int method_get_changed_chunks(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        struct manager *m = userdata;
+        const char *from_id, *to_id;
+        struct shadow *from = NULL, *to = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ uint64_t *bm = NULL;
+        uint64_t n_chunks;
+        uint32_t chunk_size;
+        int r = sd_bus_message_read(msg, "ss", &from_id, &to_id);
+        if (r < 0)
+                return r;
+        if ((r = find_shadow_or_fail(m, from_id, &from, error)) < 0 ||
+            (r = find_shadow_or_fail(m, to_id, &to, error)) < 0)
+                return r;
+        if (from->volume != to->volume)
+                return bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                      "Shadows %s and %s are of different volumes (%s, %s): changed chunks "
+                                      "are between two shadows of one volume.",
+                                      from->id, to->id, from->volume->name, to->volume->name);
+        if (from->snap_id >= to->snap_id)
+                return bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                      "Shadow %s is not older than shadow %s: give the older one first.",
+                                      from->id, to->id);
+        if (from->pending || to->pending)
+                return bus_error_setf(error, -EBUSY, LVSS_ERROR_BUSY,
+                                      "Shadow %s belongs to a set still being made: retry in a moment.",
+                                      from->pending ? from->id : to->id);
+        const struct lvss_provider *p = from->volume->provider;
+        int (*changed)(lvss_pvol *, uint32_t, uint32_t, uint64_t **, uint64_t *, uint32_t *) =
+                (p->capabilities & LVSS_CAP_CBT) ? LVSS_PROVIDER_CHANGED_CHUNKS(p) : NULL;
+        if (!changed)
+                return bus_error_setf(error, -EOPNOTSUPP, LVSS_ERROR_FAILED,
+                                      "Provider %s of volume %s does not track changed chunks: make full "
+                                      "image backups, or file backups.",
+                                      p->name, from->volume->name);
+        r = changed(from->volume->pv, from->snap_id, to->snap_id, &bm, &n_chunks, &chunk_size);
+        if (r < 0)
+                return bus_error_setf(error, r, r == -ENOENT ? LVSS_ERROR_NOT_FOUND : LVSS_ERROR_FAILED,
+                                      "Cannot compare shadows %s and %s: %s.", from->id, to->id,
+                                      strerror(-r));
+        struct lvss_pvol_info info;
+        r = p->volume_info(from->volume->pv, &info);
+        if (r < 0)
+                return bus_error_setf(error, r, NULL, "Cannot read volume %s's size: %s.", from->volume->name,
+                                      strerror(-r));
+        /* Little-endian bytes, whatever the host's order. */
+        size_t n_bytes = (size_t) ((n_chunks + 7) / 8);
+        _cleanup_free_ uint8_t *bytes = calloc(n_bytes ? n_bytes : 1, 1);
+        if (!bytes)
+                return -ENOMEM;
+        for (uint64_t c = 0; c < n_chunks; c++)
+                if (bm[c / 64] & (UINT64_C(1) << (c % 64)))
+                        bytes[c / 8] |= (uint8_t) (1u << (c % 8));
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "tu", info.size, chunk_size);
+        if (r >= 0)
+                r = sd_bus_message_append_array(reply, 'y', bytes, n_bytes);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
 static int method_unexpose_shadow(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         struct manager *m = userdata;
         const char *mp;
@@ -917,6 +985,9 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("ExposeShadow", SD_BUS_ARGS("s", id, "s", mountpoint),
                                 SD_BUS_RESULT("s", device, "s", fstype), method_expose_shadow,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetChangedChunks", SD_BUS_ARGS("s", from, "s", to),
+                                SD_BUS_RESULT("t", size, "u", chunk_size, "ay", changed),
+                                method_get_changed_chunks, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("UnexposeShadow", SD_BUS_ARGS("s", mountpoint), SD_BUS_NO_RESULT,
                                 method_unexpose_shadow, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("RevertToShadow", SD_BUS_ARGS("s", id, "b", force), SD_BUS_NO_RESULT,

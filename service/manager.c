@@ -301,7 +301,7 @@ int manager_add_shadow(struct manager *m, struct volume *v, const char *id, cons
         return 0;
 }
 
-int manager_add_set(struct manager *m, const char *id, lvss_context ctx, uint64_t created_usec,
+int manager_add_set(struct manager *m, const char *id, lvss_context ctx, bool persistent, uint64_t created_usec,
                     uint64_t hold_usec) {
         struct sset **ns = realloc(m->sets, (m->n_sets + 1) * sizeof *ns);
         if (!ns)
@@ -312,6 +312,7 @@ int manager_add_set(struct manager *m, const char *id, lvss_context ctx, uint64_
                 return -ENOMEM;
         snprintf(s->id, sizeof s->id, "%s", id);
         s->context = ctx;
+        s->persistent = persistent;
         s->created_usec = created_usec;
         s->hold_usec = hold_usec;
         m->sets[m->n_sets++] = s;
@@ -418,7 +419,7 @@ int manager_save_catalog(struct manager *m) {
         }
         for (size_t i = 0; i < m->n_sets; i++) {
                 struct sset *s = m->sets[i];
-                if (!context_persistent(s->context))
+                if (!s->persistent)
                         continue;
                 r = catalog_add_set(&c, s->id, context_to_string(s->context), s->created_usec, s->hold_usec);
                 if (r < 0)
@@ -1231,7 +1232,7 @@ static int reconcile(struct manager *m, struct catalog *c) {
                 lvss_context ctx = context_from_string(c->sets[i].context);
                 if (ctx == _CTX_INVALID)
                         continue;
-                int r = manager_add_set(m, c->sets[i].id, ctx, c->sets[i].created_usec,
+                int r = manager_add_set(m, c->sets[i].id, ctx, true, c->sets[i].created_usec,
                                         c->sets[i].hold_usec);
                 if (r < 0)
                         return r;

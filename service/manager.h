@@ -75,6 +75,7 @@ struct sset {
         lvss_context context;
         uint64_t created_usec;
         uint64_t hold_usec;
+        bool persistent; /* its shadows are (a persistent context, or the Persistent option) */
         char **writers; /* names of the writers that took part (not kept across restarts) */
 };
 
@@ -159,7 +160,7 @@ int manager_delete_volume(struct manager *m, struct volume *v, bool force, sd_bu
 int manager_add_shadow(struct manager *m, struct volume *v, const char *id, const char *set_id,
                        uint32_t snap_id, lvss_context ctx, uint64_t created_usec, bool persistent,
                        struct shadow **ret);
-int manager_add_set(struct manager *m, const char *id, lvss_context ctx, uint64_t created_usec,
+int manager_add_set(struct manager *m, const char *id, lvss_context ctx, bool persistent, uint64_t created_usec,
                     uint64_t hold_usec);
 /* Deletes a shadow: -EBUSY if it is exposed or its file is open. Does not save the catalog. */
 int manager_delete_shadow(struct manager *m, struct shadow *s, sd_bus_error *error);

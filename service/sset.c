@@ -810,7 +810,7 @@ static void worker_join(struct sset_job *j) {
 static void job_record(struct sset_job *j) {
         struct manager *m = j->manager;
         size_t added = 0;
-        int r = manager_add_set(m, j->set_id, j->ctx, j->created_usec, j->hold_usec);
+        int r = manager_add_set(m, j->set_id, j->ctx, j->persistent, j->created_usec, j->hold_usec);
         for (; r >= 0 && added < j->n_targets; added++) {
                 struct sset_target *t = &j->targets[added];
                 struct shadow *sh = NULL;
@@ -1022,7 +1022,7 @@ int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_cont
         pthread_condattr_destroy(&ca);
         j->manager = m;
         j->ctx = ctx;
-        j->persistent = context_persistent(ctx);
+        j->persistent = context_persistent(ctx) || o->persistent;
         j->window_ms = m->hold_window_ms ? m->hold_window_ms : LVSS_HOLD_WINDOW_MS;
         j->test_delay_ms = m->test_hold_delay_ms;
         manager_new_id(j->set_id);
@@ -1040,6 +1040,13 @@ int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_cont
                 if (!v->provider->hold || !v->provider->snapshot_create) {
                         r = bus_error_setf(error, -EOPNOTSUPP, LVSS_ERROR_FAILED,
                                            "Provider %s of volume %s cannot take part in a set.",
+                                           v->provider->name, v->name);
+                        goto fail;
+                }
+                if (j->persistent && !(v->provider->capabilities & LVSS_CAP_PERSISTENT)) {
+                        r = bus_error_setf(error, -EOPNOTSUPP, LVSS_ERROR_INVALID_ARGUMENT,
+                                           "Provider %s of volume %s makes no persistent shadow copies: use "
+                                           "a non-persistent context, without the Persistent option.",
                                            v->provider->name, v->name);
                         goto fail;
                 }

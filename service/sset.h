@@ -35,6 +35,7 @@
 /* CreateShadowSet's options (docs/dbus-api.md). */
 struct sset_options {
         bool no_writers;
+        bool persistent; /* persistent shadows whatever the context (image backups keep theirs) */
         const char *backup_type; /* validated by the caller */
         char **writers; /* required writers (NULL: none named) */
         char **exclude; /* writers whose failure never fails the set */
