@@ -164,9 +164,6 @@ int bkp_document_validate(const struct bkp_document *d);
 int bkp_document_to_xml(const struct bkp_document *d, char **ret, size_t *ret_len);
 /* The document; its writer_documents are n_writer_documents NULL pointers, for the caller to fill. */
 int bkp_document_from_xml(const char *xml, size_t len, struct bkp_document **ret);
-static inline void bkp_document_freep(struct bkp_document **d) {
-        bkp_document_free(*d);
-}
 
 /* ---- the manifest ---- */
 

@@ -121,6 +121,9 @@ struct bkp_document {
 };
 
 void bkp_document_free(struct bkp_document *d);
+static inline void bkp_document_freep(struct bkp_document **d) {
+        bkp_document_free(*d);
+}
 
 /* Progress: called once when the totals are known (nothing done yet), then every ~100 ms, and once
  * at the end, with what has been done so far and the total expected (0 if unknown). Returning a

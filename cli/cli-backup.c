@@ -158,7 +158,10 @@ static int gather_writers(sd_bus *bus, struct writer_info **ret, size_t *ret_n) 
 /* ---- lvss backup ------------------------------------------------------------------------------- */
 
 struct shadow_ref {
-        char *id, *volume, *mountpoint; /* mountpoint: where it is exposed (NULL: not) */
+        char *id, *volume, *path, *mountpoint; /* mountpoint: where it is exposed (NULL: not) */
+        uint64_t size; /* image backups: the volume's size and chunk size, */
+        uint32_t chunk_size;
+        uint8_t *changed; /* and the chunks changed since the base's shadow (chained backups) */
 };
 
 struct backup_run {
@@ -168,6 +171,7 @@ struct backup_run {
         size_t n_shadows;
         char *tmpdir; /* the exposures' parent */
         bool completed; /* CompleteBackup sent */
+        bool keep_set; /* an image backup's set, kept for the next one's changed-block tracking */
 };
 
 /* Calls METHOD with TYPES..., quietly (clean-up): 0 or a negative errno. */
@@ -199,7 +203,9 @@ static void backup_cleanup(struct backup_run *b, bool succeeded) {
                 }
                 free(s->id);
                 free(s->volume);
+                free(s->path);
                 free(s->mountpoint);
+                free(s->changed);
         }
         free(b->shadows);
         b->shadows = NULL;
@@ -207,7 +213,8 @@ static void backup_cleanup(struct backup_run *b, bool succeeded) {
         if (b->set) {
                 if (!b->completed)
                         (void) quiet_call(b->bus, "CompleteBackup", "sb", b->set, (int) succeeded);
-                (void) quiet_call(b->bus, "DeleteShadowSet", "s", b->set);
+                if (!(succeeded && b->keep_set))
+                        (void) quiet_call(b->bus, "DeleteShadowSet", "s", b->set);
                 free(b->set);
                 b->set = NULL;
         }
@@ -367,6 +374,136 @@ static int add_component_volumes(sd_bus *bus, struct writer_info *ws, size_t n_w
         return r < 0 ? cli_fail(CLI_EXIT_FAILED, "out of memory") : 0;
 }
 
+/* ---- image backups ---- */
+
+/* Each shadow's volume size and chunk size (ListVolumes); 0 or the exit code. */
+static int image_geometry(struct backup_run *b) {
+        _cleanup_bus_message_ sd_bus_message *reply = NULL;
+        const char *name, *provider, *path;
+        uint64_t size, used, allocated, max;
+        uint32_t chunk, n_shadows;
+        int r = cli_call(b->bus, "ListVolumes", &reply, "");
+        if (r != 0)
+                return r;
+        r = sd_bus_message_enter_container(reply, 'a', "(sstusuttt)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(sstusuttt)", &name, &provider, &size, &chunk, &path,
+                                                   &n_shadows, &used, &allocated, &max)) > 0)
+                for (size_t i = 0; i < b->n_shadows; i++)
+                        if (strcmp(b->shadows[i].volume, name) == 0) {
+                                b->shadows[i].size = size;
+                                b->shadows[i].chunk_size = chunk;
+                        }
+        if (r < 0)
+                return cli_bus_parse_error(r);
+        for (size_t i = 0; i < b->n_shadows; i++)
+                if (!b->shadows[i].size)
+                        return cli_fail(CLI_EXIT_FAILED, "volume %s is gone", b->shadows[i].volume);
+        return 0;
+}
+
+/* The chunks of S's volume changed since BASE's shadow of it (GetChangedChunks); 0 or the exit code. */
+static int image_changed(struct backup_run *b, const struct bkp_document *base, const char *base_dir,
+                         struct shadow_ref *s) {
+        _cleanup_bus_message_ sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+        const struct bkp_target *bt = NULL;
+        const void *bits;
+        size_t n_bits;
+        uint64_t size;
+        uint32_t chunk;
+        for (size_t i = 0; i < base->n_targets; i++)
+                if (strcmp(base->targets[i].name, s->volume) == 0)
+                        bt = &base->targets[i];
+        if (!bt || !bt->shadow_id)
+                return cli_fail(CLI_EXIT_FAILED,
+                                "base backup %s does not record a shadow of volume %s to compare with: make a "
+                                "full image backup (--type full)",
+                                base_dir, s->volume);
+        int r = sd_bus_message_new_method_call(b->bus, &m, "org.lvss", "/org/lvss", "org.lvss.Manager1",
+                                               "GetChangedChunks");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "ss", bt->shadow_id, s->id);
+        if (r >= 0)
+                r = sd_bus_call(b->bus, m, 300 * CLI_USEC_PER_SEC, &e, &reply);
+        if (r < 0 && sd_bus_error_has_name(&e, "org.lvss.Error.NotFound"))
+                return cli_fail(CLI_EXIT_NOT_FOUND,
+                                "shadow %s, which base backup %s was read from, is gone (deleted, or reclaimed "
+                                "for room): changed-block tracking needs it; make a full image backup "
+                                "(--type full)",
+                                bt->shadow_id, base_dir);
+        if (r < 0)
+                return cli_fail(CLI_EXIT_FAILED, "cannot find the chunks of %s changed since backup %s: %s",
+                                s->volume, base_dir, e.message ? e.message : strerror(-r));
+        r = sd_bus_message_read(reply, "tu", &size, &chunk);
+        if (r >= 0)
+                r = sd_bus_message_read_array(reply, 'y', &bits, &n_bits);
+        if (r < 0)
+                return cli_bus_parse_error(r);
+        uint64_t n_chunks = size / chunk + (size % chunk != 0);
+        if (size != s->size || chunk != s->chunk_size || n_bits != (n_chunks + 7) / 8)
+                return cli_fail(CLI_EXIT_FAILED, "lvssd's changed chunks of %s do not fit the volume", s->volume);
+        s->changed = malloc(n_bits ? n_bits : 1);
+        if (!s->changed)
+                return cli_fail(CLI_EXIT_FAILED, "out of memory");
+        memcpy(s->changed, bits, n_bits);
+        return 0;
+}
+
+/* After an image backup whose set SET is kept: deletes the sets no later backup will compare with. A
+ * full backup ends the chains before it: every other kept image set (persistent, backup context) on
+ * VOLUMES goes. An incremental one replaces its base's set, unless that is a full backup's (a
+ * differential compares with it). Failures are warnings: the backup is whole. */
+static void prune_image_sets(sd_bus *bus, char **volumes, const char *set, const struct bkp_document *base) {
+        _cleanup_strv_ char **doomed = NULL;
+        if (base) {
+                if (base->type != BKP_FULL && base->set_id[0] && cli_strv_push(&doomed, base->set_id) < 0)
+                        return;
+        } else {
+                _cleanup_bus_message_ sd_bus_message *reply = NULL;
+                _cleanup_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+                const char *id, *sid, *vol, *prov, *ctx, *state, *path;
+                uint64_t created;
+                int persistent;
+                int r = sd_bus_call_method(bus, "org.lvss", "/org/lvss", "org.lvss.Manager1", "ListShadows", &e,
+                                           &reply, "ss", "", "");
+                if (r >= 0)
+                        r = sd_bus_message_enter_container(reply, 'a', "(sssssstbsas)");
+                while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "sssssstbsas")) > 0) {
+                        r = sd_bus_message_read(reply, "sssssstbs", &id, &sid, &vol, &prov, &ctx, &state, &created,
+                                                &persistent, &path);
+                        if (r >= 0)
+                                r = sd_bus_message_skip(reply, "as");
+                        if (r >= 0)
+                                r = sd_bus_message_exit_container(reply);
+                        if (r < 0)
+                                break;
+                        bool ours = false, known = false;
+                        for (char **v = volumes; v && *v; v++)
+                                ours |= strcmp(*v, vol) == 0;
+                        for (char **d = doomed; d && *d; d++)
+                                known |= strcmp(*d, sid) == 0;
+                        if (ours && !known && persistent && strcmp(ctx, "backup") == 0 && strcmp(sid, set) != 0 &&
+                            cli_strv_push(&doomed, sid) < 0)
+                                return;
+                }
+                if (r < 0) {
+                        fprintf(stderr, "lvss: warning: cannot list the shadows to delete older image backup "
+                                        "sets: %s\n",
+                                e.message ? e.message : strerror(-r));
+                        return;
+                }
+        }
+        for (char **d = doomed; d && *d; d++) {
+                _cleanup_bus_message_ sd_bus_message *reply = NULL;
+                _cleanup_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+                int r = sd_bus_call_method(bus, "org.lvss", "/org/lvss", "org.lvss.Manager1", "DeleteShadowSet", &e,
+                                           &reply, "s", *d);
+                if (r < 0 && !sd_bus_error_has_name(&e, "org.lvss.Error.NotFound"))
+                        fprintf(stderr, "lvss: warning: cannot delete set %s, kept for an older image backup: %s\n",
+                                *d, e.message ? e.message : strerror(-r));
+        }
+}
+
 static int backup_create(int argc, char **argv) {
         enum { OPT_TO = CLI_OPT_FIRST_VERB_OPTION, OPT_TYPE, OPT_BASE, OPT_COMPONENT, OPT_IMAGE };
         static const struct option options[] = { CLI_COMMON_OPTIONS,
@@ -385,6 +522,8 @@ static int backup_create(int argc, char **argv) {
         _cleanup_bus_message_ sd_bus_message *m = NULL, *reply = NULL;
         _cleanup_strv_ char **metadata_keep = NULL; /* owns the strings the components point to */
         _cleanup_free_ char *found_base = NULL;
+        _cleanup_(bkp_document_freep) struct bkp_document *base_doc = NULL;
+        bool image = false;
         size_t n_keep = 0, n_comps = 0;
         struct bkp_component *comps = NULL;
         sigset_t block, saved;
@@ -419,8 +558,8 @@ static int backup_create(int argc, char **argv) {
                         break;
                 }
                 case OPT_IMAGE:
-                        return cli_fail(CLI_EXIT_USAGE, "--image backups are not built yet: back up the "
-                                                        "file systems' trees (leave out --image)");
+                        image = true;
+                        break;
                 }
         }
         if ((r = cli_check_args(argc, argv)) != 0)
@@ -431,6 +570,9 @@ static int backup_create(int argc, char **argv) {
         if (!needs_base && base)
                 return cli_usage_error("a %s backup has no base: leave out --base",
                                        bkp_type_to_string(type));
+        if (image && type == BKP_LOG)
+                return cli_usage_error("a log backup is of a writer's log files, not of block images: give "
+                                       "--type incremental with --image");
         struct stat st;
         if (stat(to, &st) == 0 && (!S_ISDIR(st.st_mode) || rmdir(to) < 0))
                 return cli_fail(CLI_EXIT_FAILED, "%s exists and is not an empty directory: give a new one",
@@ -479,6 +621,23 @@ static int backup_create(int argc, char **argv) {
                 if (!cli_arg_json)
                         printf("base: %s\n", base);
         }
+        /* An image backup's base says which shadows to compare the new ones with. */
+        if (needs_base && image) {
+                char err[BKP_ERR_MAX] = "";
+                r = bkp_read_document(base, &base_doc, err);
+                if (r < 0) {
+                        r = cli_fail(r == -ENOENT ? CLI_EXIT_NOT_FOUND : CLI_EXIT_FAILED, "%s",
+                                     err[0] ? err : strerror(-r));
+                        goto out;
+                }
+                if (!base_doc->image) {
+                        r = cli_fail(CLI_EXIT_FAILED,
+                                     "base %s is a file backup: an image backup's base is an image backup "
+                                     "(give --base, or make a full image backup)",
+                                     base);
+                        goto out;
+                }
+        }
 
         /* 1. The writers' metadata, and the volumes their selected components live on. */
         r = gather_writers(b.bus, &ws, &n_ws);
@@ -502,6 +661,9 @@ static int backup_create(int argc, char **argv) {
                                           bkp_type_to_string(type == BKP_LOG ? BKP_INCREMENTAL : type));
         if (r >= 0 && required)
                 r = cli_append_strv_option(m, "Writers", required);
+        /* The set of a full or incremental image backup stays, for the next one to compare with. */
+        if (r >= 0 && image && (type == BKP_FULL || type == BKP_INCREMENTAL))
+                r = sd_bus_message_append(m, "{sv}", "Persistent", "b", 1);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         if (r < 0) {
@@ -529,7 +691,8 @@ static int backup_create(int argc, char **argv) {
                         break;
                 }
                 b.shadows = ns;
-                b.shadows[b.n_shadows++] = (struct shadow_ref){ .id = strdup(id), .volume = strdup(volume) };
+                b.shadows[b.n_shadows++] =
+                        (struct shadow_ref){ .id = strdup(id), .volume = strdup(volume), .path = strdup(path) };
         }
         if (r >= 0)
                 r = sd_bus_message_exit_container(reply);
@@ -617,20 +780,39 @@ static int backup_create(int argc, char **argv) {
                 goto out;
         }
 
-        /* 3. Expose the shadows read-only in a private directory. */
+        /* 3. Images: read each shadow's file, with the chunks changed since the base's shadow.
+         * Trees: expose the shadows read-only in a private directory. */
         char tmpl[] = "/tmp/lvss-backup-XXXXXX";
-        if (!mkdtemp(tmpl)) {
+        if (!image && !mkdtemp(tmpl)) {
                 r = cli_fail(CLI_EXIT_FAILED, "cannot make a temporary directory: %m");
                 goto out;
         }
-        b.tmpdir = strdup(tmpl);
+        b.tmpdir = image ? NULL : strdup(tmpl);
         struct bkp_target *targets = calloc(b.n_shadows + 1, sizeof *targets);
-        if (!targets || !b.tmpdir) {
+        if (!targets || (!image && !b.tmpdir)) {
                 free(targets);
                 r = cli_fail(CLI_EXIT_FAILED, "out of memory");
                 goto out;
         }
-        for (size_t i = 0; i < b.n_shadows && r == 0; i++) {
+        if (image)
+                r = image_geometry(&b);
+        for (size_t i = 0; image && i < b.n_shadows && r == 0; i++) {
+                struct shadow_ref *s = &b.shadows[i];
+                if (base_doc)
+                        r = image_changed(&b, base_doc, base, s);
+                const char *origin = "";
+                for (size_t v = 0; volumes && volumes[v]; v++)
+                        if (strcmp(volumes[v], s->volume) == 0)
+                                origin = origins[v];
+                targets[i] = (struct bkp_target){ .name = s->volume,
+                                                  .root = s->path,
+                                                  .origin = origin[0] ? origin : NULL,
+                                                  .size = s->size,
+                                                  .chunk_size = s->chunk_size,
+                                                  .shadow_id = s->id,
+                                                  .changed = s->changed };
+        }
+        for (size_t i = 0; !image && i < b.n_shadows && r == 0; i++) {
                 struct shadow_ref *s = &b.shadows[i];
                 _cleanup_free_ char *mp = NULL;
                 if (asprintf(&mp, "%s/%s", tmpl, s->volume) < 0 || mkdir(mp, 0700) < 0) {
@@ -670,6 +852,7 @@ static int backup_create(int argc, char **argv) {
         struct bkp_write_opts o = {
                 .dir = to,
                 .type = (bkp_type) type,
+                .image = image,
                 .base_dir = base,
                 .targets = targets,
                 .n_targets = b.n_shadows,
@@ -693,6 +876,7 @@ static int backup_create(int argc, char **argv) {
 
         /* 5. The end of the backup, for the writers and the set. A Ctrl-C that comes once the
          * backup is whole is too late to matter: it is kept. */
+        b.keep_set = image && (type == BKP_FULL || type == BKP_INCREMENTAL);
         backup_cleanup(&b, br >= 0);
         if (br == -EINTR || (br < 0 && interrupted)) {
                 bkp_document_free(doc);
@@ -706,6 +890,8 @@ static int backup_create(int argc, char **argv) {
         }
         if (type != BKP_COPY)
                 record_backup(b.bus, volumes, doc, to);
+        if (b.keep_set)
+                prune_image_sets(b.bus, volumes, doc->set_id, type == BKP_INCREMENTAL ? base_doc : NULL);
 
         if (cli_arg_json) {
                 cli_json j;
@@ -724,6 +910,10 @@ static int backup_create(int argc, char **argv) {
                         cli_json_null(&j);
                 cli_json_key(&j, "set");
                 cli_json_string(&j, doc->set_id);
+                cli_json_key(&j, "image");
+                cli_json_bool(&j, doc->image);
+                cli_json_key(&j, "set_kept");
+                cli_json_bool(&j, b.keep_set);
                 cli_json_key(&j, "created");
                 cli_json_time(&j, doc->created_usec);
                 cli_json_key(&j, "targets");
@@ -844,6 +1034,52 @@ static int restore_event(sd_bus *bus, const char *method, const char *writer, ch
         return 0;
 }
 
+/* Where the image of volume NAME goes: the volume's own file (it must exist and not be mounted), or
+ * TO/NAME.img; 0 with *RET, or the exit code. */
+static int image_output(sd_bus *bus, const char *name, const char *to, char **ret) {
+        if (to)
+                return asprintf(ret, "%s/%s.img", to, name) < 0 ? cli_fail(CLI_EXIT_FAILED, "out of memory") : 0;
+        _cleanup_bus_message_ sd_bus_message *reply = NULL;
+        const char *vname, *provider, *path, *found = NULL;
+        uint64_t size, used, allocated, max;
+        uint32_t chunk, n_shadows;
+        int r = cli_call(bus, "ListVolumes", &reply, "");
+        if (r != 0)
+                return r;
+        r = sd_bus_message_enter_container(reply, 'a', "(sstusuttt)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(sstusuttt)", &vname, &provider, &size, &chunk, &path,
+                                                   &n_shadows, &used, &allocated, &max)) > 0)
+                if (strcmp(vname, name) == 0)
+                        found = path;
+        if (r < 0)
+                return cli_bus_parse_error(r);
+        if (!found)
+                return cli_fail(CLI_EXIT_NOT_FOUND,
+                                "there is no volume %s to restore the image onto: create it (lvss volume create "
+                                "%s --size SIZE, the backed-up size) or give --to DIR for image files",
+                                name, name);
+        /* Never under a mounted file system: it would see its blocks change beneath it. */
+        struct mount_entry **all = NULL;
+        size_t n_all = 0;
+        r = mounts_read_all(&all, &n_all);
+        if (r < 0)
+                return cli_fail(CLI_EXIT_FAILED, "cannot read the mount table: %s", strerror(-r));
+        for (size_t i = 0; r >= 0 && i < n_all; i++) {
+                if (!all[i]->source || strncmp(all[i]->source, "/dev/loop", 9) != 0)
+                        continue;
+                _cleanup_free_ char *v = volume_of_mount(bus, all[i]->mountpoint);
+                if (v && strcmp(v, name) == 0)
+                        r = cli_fail(CLI_EXIT_FAILED,
+                                     "volume %s is mounted on %s: unmount it (and stop what uses it) before "
+                                     "restoring its image; nothing was changed",
+                                     name, all[i]->mountpoint);
+        }
+        mounts_free_all(all, n_all);
+        if (r != 0)
+                return r;
+        return (*ret = strdup(found)) ? 0 : cli_fail(CLI_EXIT_FAILED, "out of memory");
+}
+
 static int restore(int argc, char **argv) {
         enum { OPT_TO = CLI_OPT_FIRST_VERB_OPTION, OPT_COMPONENT };
         static const struct option options[] = { CLI_COMMON_OPTIONS,
@@ -882,7 +1118,7 @@ static int restore(int argc, char **argv) {
                 return cli_fail(r == -ENOENT ? CLI_EXIT_NOT_FOUND : CLI_EXIT_FAILED, "%s",
                                 err[0] ? err : strerror(-r));
         for (size_t i = 0; i < doc->n_targets; i++)
-                if (!to && (!doc->targets[i].origin || !doc->targets[i].origin[0])) {
+                if (!to && !doc->image && (!doc->targets[i].origin || !doc->targets[i].origin[0])) {
                         r = cli_usage_error("the backup does not say where target %s lives: give --to ROOT",
                                             doc->targets[i].name);
                         goto out;
@@ -893,7 +1129,7 @@ static int restore(int argc, char **argv) {
         for (size_t i = 0; i < doc->n_components; i++)
                 any |= component_selected(filters, doc->components[i].writer,
                                           doc->components[i].logical_path, doc->components[i].name);
-        if (any) {
+        if (any || (doc->image && !to)) {
                 r = cli_connect(&bus);
                 if (r != 0)
                         goto out;
@@ -924,8 +1160,12 @@ static int restore(int argc, char **argv) {
                 if (phase == 1) {
                         for (size_t i = 0; i < doc->n_targets; i++) {
                                 _cleanup_free_ char *root = NULL;
-                                if (to ? asprintf(&root, "%s/%s", to, doc->targets[i].name) < 0
-                                       : !(root = strdup(doc->targets[i].origin))) {
+                                if (doc->image) {
+                                        r = image_output(bus, doc->targets[i].name, to, &root);
+                                        if (r != 0)
+                                                goto out;
+                                } else if (to ? asprintf(&root, "%s/%s", to, doc->targets[i].name) < 0
+                                              : !(root = strdup(doc->targets[i].origin))) {
                                         r = cli_fail(CLI_EXIT_FAILED, "out of memory");
                                         goto out;
                                 }
@@ -935,11 +1175,13 @@ static int restore(int argc, char **argv) {
                                                               .root = root,
                                                               .progress = on_progress,
                                                               .userdata = &pr };
-                                r = bkp_restore(&o, err);
+                                r = doc->image ? bkp_restore_image(&o, err) : bkp_restore(&o, err);
                                 progress_end(&pr);
                                 if (r < 0) {
                                         r = cli_fail(r == -ENOSPC ? CLI_EXIT_NO_SPACE : CLI_EXIT_FAILED,
-                                                     "%s (%s is marked incomplete)",
+                                                     doc->image ? "%s (%s: its first chunk is zeroed until a "
+                                                                  "restore completes)"
+                                                                : "%s (%s is marked incomplete)",
                                                      err[0] ? err : strerror(-r), root);
                                         goto out;
                                 }
@@ -1017,7 +1259,7 @@ static int backup_main(int argc, char **argv) {
 const cli_verb cli_verb_backup = {
         "backup",
         "--to DIR [--type full|incremental|differential|copy|log] [--base DIR] [--component WRITER/PATH]... "
-        "TARGET... | backup verify DIR",
+        "[--image] TARGET... | backup verify DIR",
         "Back up the TARGETs' trees, consistent across them, with their writers' help; or verify a backup.",
         "      --to DIR             the new backup's directory (must not exist, or be empty)\n"
         "      --type TYPE          full (default), incremental, differential, copy or log\n"
@@ -1026,7 +1268,10 @@ const cli_verb cli_verb_backup = {
         "                           recorded)\n"
         "      --component WRITER/PATH  back up only these components (repeatable); their\n"
         "                           writers must take part\n"
-        "      --image              block images instead of trees (not built yet)\n"
+        "      --image              the volumes' block images instead of their trees; an\n"
+        "                           incremental or differential one reads only the chunks\n"
+        "                           changed since its base (the set of the last full and\n"
+        "                           incremental image backups is kept for that)\n"
         "  backup verify DIR        check every checksum of a backup and of its chain of bases\n",
         1,
         -1,
@@ -1037,7 +1282,9 @@ const cli_verb cli_verb_restore = {
         "restore",
         "DIR [--component WRITER/PATH]... [--to ROOT]",
         "Restore a backup's trees at their places (or under ROOT), with the writers' help.",
-        "      --to ROOT            restore each target under ROOT/TARGET instead\n"
+        "      --to ROOT            restore each target under ROOT/TARGET instead (image\n"
+        "                           backups: into ROOT/TARGET.img; by default onto the\n"
+        "                           volume of the same name, which must not be mounted)\n"
         "      --component WRITER/PATH  tell only these components' writers (repeatable)\n",
         1,
         1,
