@@ -301,7 +301,7 @@ static inline void bkp_tar_freep(struct bkp_tar **t) {
 int bkp_tar_entry_check(const struct bkp_tar_entry *te, const struct bkp_entry *e, const char *dir,
                         const char *tar, char *err);
 
-/* ---- image backups (image.c) ---- */
+/* ---- image backups (image.c; the map in imagemap.c) ---- */
 
 #define BKP_IMAGE_SIZE_MAX (UINT64_C(1) << 50)
 
@@ -317,6 +317,8 @@ struct bkp_image_map {
 };
 
 void bkp_image_map_release(struct bkp_image_map *m);
+int bkp_image_map_push(struct bkp_image_map *m, uint64_t index, const uint8_t sha[BKP_SHA256_LEN]);
+int bkp_image_map_format(const struct bkp_image_map *m, struct bkp_buf *b);
 /* Parses a whole map; on -EBADMSG, *RET_LINE is the first bad line (1-based). */
 int bkp_image_map_parse(const char *data, size_t len, struct bkp_image_map *ret, size_t *ret_line);
 /* Reads and parses T's map in B, checked against the manifest and T's size and chunk size. */

@@ -297,8 +297,8 @@ static void test_map_parser(void) {
                 "lvss-image-map 1\n16384 4095\n",
                 "lvss-image-map 1\n016384 4096\n",
                 "lvss-image-map 1\n16384 4096\n4 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n",
-                "lvss-image-map 1\n16384 4096\n1 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n0 "
-                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n",
+                ("lvss-image-map 1\n16384 4096\n1 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n0 "
+                 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"),
                 "lvss-image-map 1\n16384 4096\n1 E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855\n",
                 "lvss-image-map 1\n16384 4096\n1 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
                 "lvss-image-map 1\n0 4096\n",
