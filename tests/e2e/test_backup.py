@@ -190,7 +190,7 @@ def test_ctrl_c_leaves_no_shadow_and_no_backup(lvssd, tree):
     assert proc.returncode != 0, (out, err)
     assert lvssd.shadows() == [] and lvssd.json("list", "sets") == []
     assert not to.exists() or lvssd.run("backup", "verify", to).code != 0
-    assert not any("lvss-backup-" in mp for mp, _ in d.mountinfo())
+    assert d.loops_backed_under(lvssd.dev / "shadows") == [], "a shadow is still exposed"
 
 
 def test_restore_gives_writers_their_backup_metadata(lvssd, tree):
@@ -224,8 +224,8 @@ def test_backup_usage_errors(lvssd, tree):
     err = lvssd.fails(d.EXIT_NOT_FOUND, "backup", "--to", lvssd.root / "x", "--type", "incremental", tree)
     assert "no earlier full backup of data is known to lvssd" in err and "--base DIR" in err, err
     lvssd.fails(d.EXIT_USAGE, "backup", "--to", lvssd.root / "x", "--base", lvssd.root, tree)
-    err = lvssd.fails(d.EXIT_USAGE, "backup", "--to", lvssd.root / "x", "--image", tree)
-    assert "not built yet" in err
+    err = lvssd.fails(d.EXIT_USAGE, "backup", "--to", lvssd.root / "x", "--image", "--type", "log", tree)
+    assert "log backup" in err and "--type incremental" in err, err
     (lvssd.root / "full").mkdir()
     (lvssd.root / "full" / "something").write_text("x")
     lvssd.fails(d.EXIT_FAILED, "backup", "--to", lvssd.root / "full", tree)
