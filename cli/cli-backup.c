@@ -661,9 +661,12 @@ static int backup_create(int argc, char **argv) {
                                           bkp_type_to_string(type == BKP_LOG ? BKP_INCREMENTAL : type));
         if (r >= 0 && required)
                 r = cli_append_strv_option(m, "Writers", required);
-        /* The set of a full or incremental image backup stays, for the next one to compare with. */
-        if (r >= 0 && image && (type == BKP_FULL || type == BKP_INCREMENTAL))
-                r = sd_bus_message_append(m, "{sv}", "Persistent", "b", 1);
+        /* The set of a full or incremental image backup stays, for the next one to compare with;
+         * any other goes with this process's connection, should it die (SIGKILL) before its end. */
+        if (r >= 0)
+                r = image && (type == BKP_FULL || type == BKP_INCREMENTAL)
+                            ? sd_bus_message_append(m, "{sv}", "Persistent", "b", 1)
+                            : sd_bus_message_append(m, "{sv}", "AutoRelease", "b", 1);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         if (r < 0) {

@@ -35,6 +35,7 @@ enum { LEVEL_NONE, LEVEL_READ, LEVEL_ADMIN };
 struct conn {
         struct manager *manager;
         sd_bus *bus;
+        uint64_t serial; /* never reused: sets it owns name it (AutoRelease) */
         uid_t uid;
         pid_t pid;
         int level;
@@ -341,14 +342,16 @@ static int method_create_shadow_set(sd_bus_message *msg, void *userdata, sd_bus_
                 r = sd_bus_message_read(msg, "s", &key);
                 if (r < 0)
                         goto out;
-                const char *type = strcmp(key, "NoWriters") == 0 || strcmp(key, "Persistent") == 0     ? "b"
+                const char *type = strcmp(key, "NoWriters") == 0 || strcmp(key, "Persistent") == 0 ||
+                                                   strcmp(key, "AutoRelease") == 0
+                                           ? "b"
                                    : strcmp(key, "Writers") == 0 || strcmp(key, "ExcludeWriters") == 0 ? "as"
                                    : strcmp(key, "BackupType") == 0                                    ? "s"
                                                                     : NULL;
                 if (!type) {
                         r = bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
                                            "Unknown option %s: CreateShadowSet knows NoWriters, Writers, "
-                                           "ExcludeWriters, BackupType and Persistent.",
+                                           "ExcludeWriters, BackupType, Persistent and AutoRelease.",
                                            key);
                         goto out;
                 }
@@ -358,13 +361,11 @@ static int method_create_shadow_set(sd_bus_message *msg, void *userdata, sd_bus_
                                            "Option %s has the wrong type: it is %s.", key, type);
                         goto out;
                 }
-                if (strcmp(key, "NoWriters") == 0 || strcmp(key, "Persistent") == 0) {
+                if (strcmp(type, "b") == 0) {
                         int b;
                         r = sd_bus_message_read(msg, "b", &b);
-                        if (key[0] == 'N')
-                                o.no_writers = b;
-                        else
-                                o.persistent = b;
+                        bool *opt = key[0] == 'N' ? &o.no_writers : key[0] == 'P' ? &o.persistent : &o.auto_release;
+                        *opt = b;
                 } else if (strcmp(key, "BackupType") == 0)
                         r = sd_bus_message_read(msg, "s", &o.backup_type);
                 else {
@@ -1044,10 +1045,21 @@ static void conn_free(struct conn *c) {
                 c->next->prev = c->prev;
         m->n_conns--;
         writers_connection_closed(m, c->bus);
+        if (!m->stopping) {
+                sset_requester_gone(m, c->serial);
+                manager_release_sets_of(m, c->serial);
+        }
         /* No flush: a peer that stopped reading (or never finished its handshake) must not be able
          * to hold lvssd up, at shutdown least of all. */
         sd_bus_close_unref(c->bus);
         free(c);
+}
+
+uint64_t manager_conn_serial(struct manager *m, sd_bus *bus) {
+        for (struct conn *c = m->conns; c; c = c->next)
+                if (c->bus == bus)
+                        return c->serial;
+        return 0;
 }
 
 static int on_disconnected(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -1106,6 +1118,7 @@ static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *use
                 return 0;
         }
         c->manager = m;
+        c->serial = ++m->conn_serial;
         c->uid = uc.uid;
         c->pid = uc.pid;
         c->level = level_for(m, uc.uid, uc.gid, gids, n_gids);

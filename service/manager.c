@@ -380,6 +380,45 @@ int manager_delete_shadow(struct manager *m, struct shadow *s, sd_bus_error *err
         return 0;
 }
 
+void manager_release_sets_of(struct manager *m, uint64_t owner) {
+        if (owner == 0)
+                return;
+        for (size_t i = 0; i < m->n_sets; i++) {
+                struct sset *set = m->sets[i];
+                if (set->owner != owner)
+                        continue;
+                fprintf(stderr, "lvssd: set %s: its requester's connection closed; releasing it\n", set->id);
+                /* Its shadows, unexposed first (lvssd made those mounts); one still being made is the
+                 * set job's to discard. */
+                for (size_t k = 0; k < m->n_shadows;) {
+                        struct shadow *s = m->shadows[k];
+                        if (strcmp(s->set_id, set->id) != 0 || s->pending) {
+                                k++;
+                                continue;
+                        }
+                        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+                        manager_refresh_exposed(s);
+                        char **mps = NULL;
+                        for (size_t x = 0; s->exposed && s->exposed[x]; x++)
+                                (void) strv_push(&mps, s->exposed[x]);
+                        for (size_t x = 0; mps && mps[x]; x++) {
+                                _cleanup_(sd_bus_error_free) sd_bus_error ue = SD_BUS_ERROR_NULL;
+                                if (manager_unexpose(m, mps[x], &ue) < 0)
+                                        fprintf(stderr, "lvssd: cannot unexpose shadow %s at %s: %s\n", s->id,
+                                                mps[x], ue.message ? ue.message : "unknown error");
+                        }
+                        strv_free(mps);
+                        if (manager_delete_shadow(m, s, &e) < 0) {
+                                fprintf(stderr, "lvssd: cannot release shadow %s: %s\n", s->id,
+                                        e.message ? e.message : "unknown error");
+                                k++;
+                        }
+                }
+                set->owner = 0;
+        }
+        manager_gc_sets(m);
+}
+
 void manager_prune_vanished(struct manager *m) {
         bool changed = false;
         for (size_t i = 0; i < m->n_shadows;) {

@@ -76,6 +76,7 @@ struct sset {
         uint64_t created_usec;
         uint64_t hold_usec;
         bool persistent; /* its shadows are (a persistent context, or the Persistent option) */
+        uint64_t owner; /* AutoRelease: the serial of the connection whose closing deletes it; 0: none */
         char **writers; /* names of the writers that took part (not kept across restarts) */
 };
 
@@ -107,6 +108,7 @@ struct manager {
         sd_bus *system_bus;
         struct conn *conns;
         unsigned n_conns;
+        uint64_t conn_serial; /* the last serial given to a connection (never 0) */
         gid_t gid_read, gid_admin; /* (gid_t) -1 when the group does not exist */
 
         fuse_export *export;
@@ -160,6 +162,11 @@ int manager_delete_volume(struct manager *m, struct volume *v, bool force, sd_bu
 int manager_add_shadow(struct manager *m, struct volume *v, const char *id, const char *set_id,
                        uint32_t snap_id, lvss_context ctx, uint64_t created_usec, bool persistent,
                        struct shadow **ret);
+/* The serial of the peer connection BUS (lvssd's socket), 0 for any other (the system bus). */
+uint64_t manager_conn_serial(struct manager *m, sd_bus *bus);
+/* The connection of serial OWNER closed: unexposes and deletes the sets it owned (AutoRelease). */
+void manager_release_sets_of(struct manager *m, uint64_t owner);
+
 int manager_add_set(struct manager *m, const char *id, lvss_context ctx, bool persistent, uint64_t created_usec,
                     uint64_t hold_usec);
 /* Deletes a shadow: -EBUSY if it is exposed or its file is open. Does not save the catalog. */

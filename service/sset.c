@@ -65,6 +65,8 @@ struct sset_job {
         sd_bus_message *msg;
         lvss_context ctx;
         bool persistent;
+        uint64_t requester; /* the serial of the requester's connection (0: the system bus) */
+        bool auto_release, requester_gone;
         char set_id[LVSS_ID_LEN + 1];
         struct sset_target targets[LVSS_MAX_SET_VOLUMES];
         size_t n_targets;
@@ -811,6 +813,9 @@ static void job_record(struct sset_job *j) {
         struct manager *m = j->manager;
         size_t added = 0;
         int r = manager_add_set(m, j->set_id, j->ctx, j->persistent, j->created_usec, j->hold_usec);
+        struct sset *ss = r >= 0 ? manager_find_set(m, j->set_id) : NULL;
+        if (ss && j->auto_release)
+                ss->owner = j->requester;
         for (; r >= 0 && added < j->n_targets; added++) {
                 struct sset_target *t = &j->targets[added];
                 struct shadow *sh = NULL;
@@ -961,6 +966,9 @@ static void job_advance(struct sset_job *j) {
                 job_check_writers(j);
         if (j->r == 0 && j->manager->stopping)
                 job_fail(j, -ECANCELED, LVSS_ERROR_FAILED, "lvssd is stopping: the set was abandoned.");
+        if (j->r == 0 && j->requester_gone)
+                job_fail(j, -ECONNRESET, LVSS_ERROR_FAILED,
+                         "The requester's connection closed: the set was abandoned.");
         if (j->r < 0) {
                 job_discard(j);
                 job_enter(j, PH_ABORT);
@@ -1023,6 +1031,16 @@ int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_cont
         j->manager = m;
         j->ctx = ctx;
         j->persistent = context_persistent(ctx) || o->persistent;
+        j->requester = manager_conn_serial(m, sd_bus_message_get_bus(msg));
+        j->auto_release = o->auto_release;
+        if (j->auto_release && (j->requester == 0 || j->persistent)) {
+                r = bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                   j->persistent ? "AutoRelease is for non-persistent sets: leave out Persistent, "
+                                                   "or use a non-persistent context."
+                                                 : "AutoRelease needs a connection to lvssd's socket, not the "
+                                                   "system bus.");
+                goto fail;
+        }
         j->window_ms = m->hold_window_ms ? m->hold_window_ms : LVSS_HOLD_WINDOW_MS;
         j->test_delay_ms = m->test_hold_delay_ms;
         manager_new_id(j->set_id);
@@ -1201,6 +1219,14 @@ fail:
         if (error && !sd_bus_error_is_set(error))
                 bus_error_setf(error, r, NULL, "Cannot start the set: %s.", strerror(-r));
         return r;
+}
+
+void sset_requester_gone(struct manager *m, uint64_t owner) {
+        if (m->job && owner != 0 && m->job->requester == owner) {
+                fprintf(stderr, "lvssd: set %s: its requester's connection closed; abandoning it\n",
+                        m->job->set_id);
+                m->job->requester_gone = true;
+        }
 }
 
 void sset_abort_and_wait(struct manager *m) {

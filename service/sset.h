@@ -36,6 +36,7 @@
 struct sset_options {
         bool no_writers;
         bool persistent; /* persistent shadows whatever the context (image backups keep theirs) */
+        bool auto_release; /* the set goes when its requester's connection closes */
         const char *backup_type; /* validated by the caller */
         char **writers; /* required writers (NULL: none named) */
         char **exclude; /* writers whose failure never fails the set */
@@ -44,6 +45,10 @@ struct sset_options {
 /* Starts creating a set for the method call MSG (CreateShadowSet), which it answers later. */
 int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_context ctx,
                const struct sset_options *o, sd_bus_error *error);
+
+/* The connection of serial OWNER closed: a set it asked for and that is still being made is
+ * abandoned at its next step (writers told Abort, snapshots discarded). */
+void sset_requester_gone(struct manager *m, uint64_t owner);
 
 /* Asks a set being created to stop at its next step, and waits until everything is thawed and
  * the call answered (used at SIGTERM). */

@@ -193,6 +193,58 @@ def test_ctrl_c_leaves_no_shadow_and_no_backup(lvssd, tree):
     assert d.loops_backed_under(lvssd.dev / "shadows") == [], "a shadow is still exposed"
 
 
+@pytest.mark.parametrize("when", ["writers-prepare", "copying"])
+def test_sigkill_of_the_requester_releases_its_set(lvssd, tree, when):
+    """lvss backup killed (SIGKILL: no clean-up of its own) while a writer prepares, or while the
+    backup copies from the exposed shadows: lvssd abandons or releases the set (AutoRelease), the
+    writer is told Abort, nothing stays frozen, exposed or snapshotted."""
+    import test_lvssd_writers as tw
+
+    rng = random.Random(13)
+    big = tree / "big"
+    big.mkdir()
+    for i in range(8 if when == "copying" else 1):
+        (big / f"f{i}").write_bytes(rng.randbytes(16 * MiB))
+    sync(tree)
+    w = tw.Writers(lvssd)
+    try:
+        on = ["prepare-for-snapshot=sleep:1500"] if when == "writers-prepare" else []
+        w.start("w", paths=[tree], on=on)
+        to = lvssd.root / "killed"
+        proc = subprocess.Popen([lvssd.cli, "--socket", str(lvssd.socket), "backup", "--to", str(to), str(tree)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            if when == "writers-prepare":
+                w.wait_last("w", "prepare-for-snapshot")
+            else:
+                deadline = time.monotonic() + 30
+                while not (to / "data.tar").exists() and time.monotonic() < deadline and proc.poll() is None:
+                    time.sleep(0.01)
+                assert (to / "data.tar").exists(), "the backup never started copying"
+            proc.kill()
+            proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (lvssd.shadows() or lvssd.json("list", "sets")):
+            time.sleep(0.1)
+        assert lvssd.shadows() == [] and lvssd.json("list", "sets") == []
+        assert d.loops_backed_under(lvssd.dev / "shadows") == [], "a shadow is still exposed"
+        if when == "writers-prepare":
+            assert "abort" in w.wait_last("w", "abort"), w.events_of("w")
+            assert "freeze" not in w.events_of("w")
+        assert "set" in lvssd.log(200) and "requester's connection closed" in lvssd.log(200)
+        # Nothing frozen: a write to the tree completes.
+        (tree / "after").write_bytes(b"x")
+        sync(tree)
+        # And the next backup works.
+        backup(lvssd, lvssd.root / "next", target=tree)
+    finally:
+        w.stop_all()
+
+
 def test_restore_gives_writers_their_backup_metadata(lvssd, tree):
     import test_lvssd_writers as tw
 
