@@ -3,13 +3,14 @@
 #
 # Run by `meson install`: creates the system groups of lvssd's authorization (see lvssd(8)):
 #   lvss        may read (list, look up) through lvssd's socket;
-#   lvss-admin  may also change (create, delete, expose, revert, ...).
+#   lvss-admin  may also change (create, delete, expose, revert, ...);
+#   lvss-writers may register writers (applications told to freeze; with group lvss to connect).
 # Does nothing for a staging install (DESTDIR set: the groups belong to the machine that will
 # run lvss, not to this one), for a dry run, or when not root; says what it skipped.
 
 set -u
 
-groups="lvss lvss-admin"
+groups="lvss lvss-admin lvss-writers"
 
 if [ -n "${DESTDIR:-}" ]; then
         echo "install-groups: staging install (DESTDIR=$DESTDIR): not creating the groups $groups;" \

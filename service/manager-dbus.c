@@ -39,8 +39,18 @@ struct conn {
         uid_t uid;
         pid_t pid;
         int level;
+        bool writer; /* uid 0 or group lvss-writers: may register a writer */
         struct conn *next, *prev;
 };
+
+static bool in_group(gid_t want, gid_t gid, const gid_t *gids, size_t n) {
+        if (want == (gid_t) -1)
+                return false;
+        for (size_t i = 0; i <= n; i++)
+                if ((i < n ? gids[i] : gid) == want)
+                        return true;
+        return false;
+}
 
 static int level_for(struct manager *m, uid_t uid, gid_t gid, const gid_t *gids, size_t n) {
         if (uid == 0)
@@ -132,6 +142,19 @@ static int authz_filter(sd_bus_message *msg, void *userdata, sd_bus_error *ret_e
                 char name[32];
                 snprintf(name, sizeof name, ":1.%u", c ? (unsigned) c->pid : 0u);
                 (void) sd_bus_reply_method_return(msg, "s", name);
+                return 1;
+        }
+        /* Registering a writer is its own right: uid 0 or group lvss-writers, on the socket. */
+        if (sd_bus_message_is_method_call(msg, "org.lvss.Manager1", "RegisterWriter") ||
+            sd_bus_message_is_method_call(msg, "org.lvss.Manager1", "UnregisterWriter")) {
+                struct conn *c = conn_of(m, msg);
+                if (c && c->writer)
+                        return 0;
+                (void) sd_bus_reply_method_errorf(msg, LVSS_ERROR_ACCESS_DENIED, "%s",
+                                                  c ? "You may not register a writer: run it as root or ask to "
+                                                      "be added to group lvss-writers."
+                                                    : "Writers register on lvssd's socket, not on the system "
+                                                      "bus.");
                 return 1;
         }
         int need = level_needed(msg), have = message_level(m, msg, conn_of(m, msg), NULL);
@@ -1122,6 +1145,7 @@ static int on_connection(sd_event_source *s, int fd, uint32_t revents, void *use
         c->uid = uc.uid;
         c->pid = uc.pid;
         c->level = level_for(m, uc.uid, uc.gid, gids, n_gids);
+        c->writer = uc.uid == 0 || in_group(m->gid_writers, uc.gid, gids, n_gids);
 
         sd_id128_t id;
         int r = sd_id128_randomize(&id);
@@ -1220,4 +1244,6 @@ void manager_lookup_groups(struct manager *m) {
         m->gid_read = g ? g->gr_gid : (gid_t) -1;
         g = getgrnam("lvss-admin");
         m->gid_admin = g ? g->gr_gid : (gid_t) -1;
+        g = getgrnam("lvss-writers");
+        m->gid_writers = g ? g->gr_gid : (gid_t) -1;
 }

@@ -142,7 +142,7 @@ int manager_new(struct manager **ret) {
         if (!m)
                 return -ENOMEM;
         m->listen_fd = -1;
-        m->gid_read = m->gid_admin = (gid_t) -1;
+        m->gid_read = m->gid_admin = m->gid_writers = (gid_t) -1;
         *ret = m;
         return 0;
 }

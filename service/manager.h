@@ -109,7 +109,7 @@ struct manager {
         struct conn *conns;
         unsigned n_conns;
         uint64_t conn_serial; /* the last serial given to a connection (never 0) */
-        gid_t gid_read, gid_admin; /* (gid_t) -1 when the group does not exist */
+        gid_t gid_read, gid_admin, gid_writers; /* (gid_t) -1 when the group does not exist */
 
         fuse_export *export;
 

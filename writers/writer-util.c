@@ -193,7 +193,7 @@ static int connect_error(int r, const char *socket_path, const char *name) {
                        where);
         else if (r == -EACCES || r == -EPERM)
                 wu_log("lvssd at %s refuses to register this writer: run it as root or as a member of the "
-                       "group lvss-admin",
+                       "groups lvss-writers and lvss",
                        where);
         else if (r == -EEXIST)
                 wu_log("a writer named '%s' is registered with lvssd already: give another --name", name);

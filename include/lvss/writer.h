@@ -149,7 +149,7 @@ int lvss_writer_get_backup_metadata(lvss_writer *w, const char *component, const
 
 /* Connects to lvssd at SOCKET_PATH (NULL: $LVSS_SOCKET, else /run/lvss/lvssd.sock) and registers.
  * -ECONNREFUSED or -ENOENT if lvssd is not running, -EACCES if the caller may not register (root
- * and group lvss-admin may), -EEXIST if a writer of this name is registered already, -EISCONN if W
+ * and group lvss-writers may; connecting needs group lvss too), -EEXIST if a writer of this name is registered already, -EISCONN if W
  * is connected already. After a failure W is unchanged and may connect again. */
 int lvss_writer_connect(lvss_writer *w, const char *socket_path);
 

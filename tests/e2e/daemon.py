@@ -429,7 +429,7 @@ def new_root():
 
 def ensure_groups():
     """The groups lvssd's socket and authorization use, as tests/run creates them."""
-    for g in ("lvss", "lvss-admin"):
+    for g in ("lvss", "lvss-admin", "lvss-writers"):
         if subprocess.run(["getent", "group", g], capture_output=True).returncode != 0:
             subprocess.run(["groupadd", "-r", g], check=True, capture_output=True)
 

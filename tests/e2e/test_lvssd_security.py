@@ -420,3 +420,41 @@ def test_busctl_tree_and_introspect(lvssd):
     proc = busctl(d, "get-property", "org.lvss", "/org/lvss", "org.lvss.Manager1", "RuntimeDirectory")
     assert proc.returncode == 0 and proc.stdout.strip() == f's "{os.path.realpath(d.runtime)}"', proc
     assert s["set"]
+
+
+def test_only_root_and_lvss_writers_register_writers(open_lvssd, user):
+    """RegisterWriter: a real unprivileged user in lvss (reader) or lvss-admin (administrator) is
+    refused; in lvss-writers it registers and takes part in a set; a second writer cannot take the
+    name of a live one."""
+    import test_lvssd_writers as tw
+
+    d = open_lvssd
+    writer = tw.writer_bin()
+    os.chmod(d.root, 0o777)  # the writer's log and ready file
+    for groups in (("lvss",), ("lvss", "lvss-admin")):
+        proc = subprocess.run([writer, "--socket", str(d.socket), "--name", "intruder"], capture_output=True,
+                              text=True, timeout=30, **as_user(user, *groups))
+        assert proc.returncode != 0 and "Permission denied" in proc.stderr, (groups, proc)
+    assert d.json("writer", "list") == []
+
+    log = d.root / "writer.log"
+    ready = d.root / "writer.ready"
+    proc = subprocess.Popen([writer, "--socket", str(d.socket), "--name", "app", "--log", str(log),
+                             "--ready-file", str(ready)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **as_user(user, "lvss", "lvss-writers"))
+    try:
+        deadline = time.monotonic() + 15
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), proc.communicate(timeout=5) if proc.poll() is not None else "not ready"
+        assert [w["name"] for w in d.json("writer", "list")] == ["app"]
+        # The name is taken while it lives, whoever asks (root included).
+        dup = subprocess.run([writer, "--socket", str(d.socket), "--name", "app"], capture_output=True,
+                             text=True, timeout=30)
+        assert dup.returncode != 0 and "File exists" in dup.stderr, dup
+        d.create_volume("v", "16M")
+        s = d.json("create", "--writer", "app", "v")
+        assert [w["name"] for w in s["writers"]] == ["app"] and s["writers"][0]["state"] == "stable", s
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

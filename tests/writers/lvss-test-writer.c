@@ -369,8 +369,9 @@ int main(int argc, char *argv[]) {
 
         r = lvss_writer_connect(writer, socket_path);
         if (r < 0) {
-                fprintf(stderr, "lvss-test-writer: cannot register %s with lvssd at %s: %s\n", writer_name,
-                        socket_path ?: "$LVSS_SOCKET", strerror(-r));
+                fprintf(stderr, "lvss-test-writer: cannot register %s with lvssd at %s: %s%s\n", writer_name,
+                        socket_path ?: "$LVSS_SOCKET", strerror(-r),
+                        r == -EACCES ? " (root and group lvss-writers may)" : "");
                 return 1;
         }
         if (ready_path) {
