@@ -569,6 +569,10 @@ int manager_create_volume(struct manager *m, const char *name, uint64_t size, ui
                 return bus_error_setf(
                         error, -EEXIST, LVSS_ERROR_EXISTS,
                         "A volume named %s exists already: choose another name or delete it first.", name);
+        if (m->n_volumes >= LVSS_MAX_VOLUMES)
+                return bus_error_setf(error, -EMLINK, LVSS_ERROR_NO_SPACE,
+                                      "lvssd serves %zu volumes, the most it may: delete one first.",
+                                      m->n_volumes);
         if (chunk_size != 0 &&
             (chunk_size < ENG_CHUNK_MIN || chunk_size > ENG_CHUNK_MAX || !IS_POWER_OF_2(chunk_size)))
                 return bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,

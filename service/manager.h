@@ -23,6 +23,7 @@
 
 #define LVSS_ID_LEN 36 /* 8-4-4-4-12 */
 #define LVSS_MAX_SET_VOLUMES 64u
+#define LVSS_MAX_VOLUMES 1024u /* volumes one lvssd serves */
 #define LVSS_HOLD_WINDOW_MS 10000u
 #define LVSS_MAX_CONNECTIONS 256u /* peer connections at once, uid 0 aside */
 #define LVSS_ROOT_RESERVE_CONNECTIONS 16u /* more that only uid 0 may open */

@@ -373,7 +373,8 @@ static void *worker_main(void *p) {
                 struct sset_target *t = &j->targets[i];
                 r = t->provider->snapshot_create(t->pv, j->persistent, t->shadow_id, &t->snap_id);
                 if (r < 0) {
-                        job_fail(j, r, NULL, "Cannot snapshot volume %s: %s%s.", t->name, strerror(-r),
+                        job_fail(j, r, r == -EMLINK ? LVSS_ERROR_NO_SPACE : NULL, "Cannot snapshot volume %s: %s%s.",
+                                 t->name, strerror(-r),
                                  r == -EMLINK ? " (it has the most shadows a volume may have: delete some)"
                                               : "");
                         break;
@@ -1059,6 +1060,14 @@ int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_cont
                         r = bus_error_setf(error, -EOPNOTSUPP, LVSS_ERROR_FAILED,
                                            "Provider %s of volume %s cannot take part in a set.",
                                            v->provider->name, v->name);
+                        goto fail;
+                }
+                struct lvss_pvol_info vi = {};
+                if (v->provider->volume_info(v->pv, &vi) >= 0 && vi.n_snapshots >= ENG_MAX_SNAPSHOTS) {
+                        r = bus_error_setf(error, -EMLINK, LVSS_ERROR_NO_SPACE,
+                                           "Volume %s has %" PRIu32 " shadow copies, the most a volume may "
+                                           "have: delete some first (lvss delete --volume %s --oldest).",
+                                           v->name, vi.n_snapshots, v->name);
                         goto fail;
                 }
                 if (j->persistent && !(v->provider->capabilities & LVSS_CAP_PERSISTENT)) {
