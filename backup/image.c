@@ -411,8 +411,9 @@ static int open_output(const char *path, uint64_t size, char *err) {
                 if (r == -EINVAL)
                         return bkp_errorf(err, r,
                                           "%s is not a block device or regular file of %" PRIu64
-                                          " bytes (the image's size): give one of that size, or a new file",
-                                          path, size);
+                                          " bytes (the image's size): give one of that size (a volume made "
+                                          "with --size %" PRIu64 "), or a new file",
+                                          path, size, size);
                 return bkp_errorf(err, r, "cannot use %s: %s", path, strerror(-r));
         }
         return fd;
@@ -445,7 +446,9 @@ int bkp_restore_image(const struct bkp_restore_opts *o, char err[BKP_ERR_MAX]) {
         }
         uint64_t n = n_chunks_of(t->size, t->chunk_size);
         maps = calloc(c.n, sizeof(*maps));
-        fds = malloc(c.n * sizeof(*fds));
+        fds = calloc(c.n, sizeof(*fds));
+        for (size_t i = 0; fds && i < c.n; i++)
+                fds[i] = -1;
         owner = calloc(n, sizeof(*owner)); /* 1 + the chain's index of the backup holding chunk N, 0: none */
         pos = calloc(n, sizeof(*pos)); /* its line in that backup's map */
         want = malloc(t->chunk_size);
@@ -454,8 +457,6 @@ int bkp_restore_image(const struct bkp_restore_opts *o, char err[BKP_ERR_MAX]) {
                 r = bkp_errorf(err, -ENOMEM, "out of memory");
                 goto finish;
         }
-        for (size_t i = 0; i < c.n; i++)
-                fds[i] = -1;
         for (size_t i = 0; i < c.n; i++) {
                 struct bkp_backup *b = c.items[i];
                 const struct bkp_target *bt = NULL;

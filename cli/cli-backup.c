@@ -18,7 +18,9 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,6 +32,7 @@
 
 #include "backup/backup.h"
 #include "cli/cli-verbs.h"
+#include "host/loopdev.h"
 #include "host/mounts.h"
 #include "include/lvss/wmd.h"
 
@@ -397,7 +400,10 @@ static int image_geometry(struct backup_run *b) {
                 return cli_bus_parse_error(r);
         for (size_t i = 0; i < b->n_shadows; i++)
                 if (!b->shadows[i].size)
-                        return cli_fail(CLI_EXIT_FAILED, "volume %s is gone", b->shadows[i].volume);
+                        return cli_fail(CLI_EXIT_FAILED,
+                                        "volume %s was deleted during the backup: nothing was kept; back up "
+                                        "the volumes that are left",
+                                        b->shadows[i].volume);
         return 0;
 }
 
@@ -407,9 +413,7 @@ static int image_changed(struct backup_run *b, const struct bkp_document *base, 
         _cleanup_bus_message_ sd_bus_message *m = NULL, *reply = NULL;
         _cleanup_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
         const struct bkp_target *bt = NULL;
-        const void *bits;
-        size_t n_bits;
-        uint64_t size;
+        uint64_t size, first, count;
         uint32_t chunk;
         for (size_t i = 0; i < base->n_targets; i++)
                 if (strcmp(base->targets[i].name, s->volume) == 0)
@@ -435,65 +439,87 @@ static int image_changed(struct backup_run *b, const struct bkp_document *base, 
                 return cli_fail(CLI_EXIT_FAILED, "cannot find the chunks of %s changed since backup %s: %s",
                                 s->volume, base_dir, e.message ? e.message : strerror(-r));
         r = sd_bus_message_read(reply, "tu", &size, &chunk);
-        if (r >= 0)
-                r = sd_bus_message_read_array(reply, 'y', &bits, &n_bits);
         if (r < 0)
                 return cli_bus_parse_error(r);
+        if (size != s->size || chunk != s->chunk_size || chunk == 0)
+                return cli_fail(CLI_EXIT_FAILED,
+                                "lvssd describes volume %s otherwise than it did a moment ago (%" PRIu64
+                                " bytes in chunks of %" PRIu32 "): retry the backup",
+                                s->volume, size, chunk);
         uint64_t n_chunks = size / chunk + (size % chunk != 0);
-        if (size != s->size || chunk != s->chunk_size || n_bits != (n_chunks + 7) / 8)
-                return cli_fail(CLI_EXIT_FAILED, "lvssd's changed chunks of %s do not fit the volume", s->volume);
-        s->changed = malloc(n_bits ? n_bits : 1);
+        s->changed = calloc((size_t) ((n_chunks + 7) / 8) + 1, 1);
         if (!s->changed)
                 return cli_fail(CLI_EXIT_FAILED, "out of memory");
-        memcpy(s->changed, bits, n_bits);
+        r = sd_bus_message_enter_container(reply, 'a', "(tt)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(tt)", &first, &count)) > 0) {
+                if (first >= n_chunks || count > n_chunks - first)
+                        return cli_fail(CLI_EXIT_FAILED, "lvssd named chunks past the end of volume %s: retry "
+                                                         "the backup",
+                                        s->volume);
+                for (uint64_t c = first; c < first + count; c++)
+                        s->changed[c / 8] |= (uint8_t) (1u << (c % 8));
+        }
+        if (r < 0)
+                return cli_bus_parse_error(r);
         return 0;
 }
 
-/* After an image backup whose set SET is kept: deletes the sets no later backup will compare with. A
- * full backup ends the chains before it: every other kept image set (persistent, backup context) on
- * VOLUMES goes. An incremental one replaces its base's set, unless that is a full backup's (a
- * differential compares with it). Failures are warnings: the backup is whole. */
-static void prune_image_sets(sd_bus *bus, char **volumes, const char *set, const struct bkp_document *base) {
-        _cleanup_strv_ char **doomed = NULL;
-        if (base) {
-                if (base->type != BKP_FULL && base->set_id[0] && cli_strv_push(&doomed, base->set_id) < 0)
-                        return;
-        } else {
-                _cleanup_bus_message_ sd_bus_message *reply = NULL;
-                _cleanup_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
-                const char *id, *sid, *vol, *prov, *ctx, *state, *path;
-                uint64_t created;
-                int persistent;
-                int r = sd_bus_call_method(bus, "org.lvss", "/org/lvss", "org.lvss.Manager1", "ListShadows", &e,
-                                           &reply, "ss", "", "");
-                if (r >= 0)
-                        r = sd_bus_message_enter_container(reply, 'a', "(sssssstbsas)");
-                while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "sssssstbsas")) > 0) {
-                        r = sd_bus_message_read(reply, "sssssstbs", &id, &sid, &vol, &prov, &ctx, &state, &created,
-                                                &persistent, &path);
-                        if (r >= 0)
-                                r = sd_bus_message_skip(reply, "as");
-                        if (r >= 0)
-                                r = sd_bus_message_exit_container(reply);
-                        if (r < 0)
-                                break;
-                        bool ours = false, known = false;
-                        for (char **v = volumes; v && *v; v++)
-                                ours |= strcmp(*v, vol) == 0;
-                        for (char **d = doomed; d && *d; d++)
-                                known |= strcmp(*d, sid) == 0;
-                        if (ours && !known && persistent && strcmp(ctx, "backup") == 0 && strcmp(sid, set) != 0 &&
-                            cli_strv_push(&doomed, sid) < 0)
-                                return;
+/* The sets the image backups of the chain ending at DIR were read from (DIR's, its base's, ...),
+ * pushed onto *RET; quietly stops at a backup it cannot read. */
+static void chain_sets(const char *dir, char ***ret) {
+        char *cur = dir ? strdup(dir) : NULL;
+        for (int depth = 0; cur && depth < 4096; depth++) {
+                struct bkp_document *d = NULL;
+                char err[BKP_ERR_MAX];
+                char *next = NULL;
+                if (bkp_read_document(cur, &d, err) >= 0) {
+                        if (d->image && d->set_id[0])
+                                (void) cli_strv_push(ret, d->set_id);
+                        next = d->base_path ? strdup(d->base_path) : NULL;
+                        bkp_document_free(d);
                 }
-                if (r < 0) {
-                        fprintf(stderr, "lvss: warning: cannot list the shadows to delete older image backup "
-                                        "sets: %s\n",
-                                e.message ? e.message : strerror(-r));
-                        return;
-                }
+                free(cur);
+                cur = next;
         }
+        free(cur);
+}
+
+/* The directory of the newest full or incremental backup of VOLUMES in lvssd's history, quietly:
+ * NULL if none. */
+static char *quiet_find_chain(sd_bus *bus, char **volumes) {
+        _cleanup_bus_message_ sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+        const char *dir, *id;
+        if (sd_bus_message_new_method_call(bus, &m, "org.lvss", "/org/lvss", "org.lvss.Manager1",
+                                           "FindBackupBase") < 0 ||
+            sd_bus_message_append_strv(m, volumes) < 0 || sd_bus_message_append(m, "s", "incremental") < 0 ||
+            sd_bus_call(bus, m, 60 * CLI_USEC_PER_SEC, &e, &reply) < 0 ||
+            sd_bus_message_read(reply, "ss", &dir, &id) < 0)
+                return NULL;
+        return strdup(dir);
+}
+
+/* The sets no later image backup of VOLUMES will compare with, once this one (of TYPE, on BASE)
+ * keeps its own: a full one ends the chain before it (its kept sets: the previous full's and last
+ * incremental's, found through lvssd's history of the same volumes, so that chains of other
+ * volumes keep theirs); an incremental one replaces its base's, unless the base is a full backup
+ * (which differentials compare with). Only sets of this chain's own backups are named. */
+static char **image_sets_to_drop(sd_bus *bus, char **volumes, int type, const struct bkp_document *base) {
+        char **doomed = NULL;
+        if (type == BKP_INCREMENTAL && base && base->type != BKP_FULL && base->set_id[0])
+                (void) cli_strv_push(&doomed, base->set_id);
+        if (type == BKP_FULL) {
+                _cleanup_free_ char *prev = quiet_find_chain(bus, volumes);
+                chain_sets(prev, &doomed);
+        }
+        return doomed;
+}
+
+/* Deletes the sets DOOMED but SET; failures are warnings (the backup is whole). */
+static void drop_image_sets(sd_bus *bus, char **doomed, const char *set) {
         for (char **d = doomed; d && *d; d++) {
+                if (strcmp(*d, set) == 0)
+                        continue;
                 _cleanup_bus_message_ sd_bus_message *reply = NULL;
                 _cleanup_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
                 int r = sd_bus_call_method(bus, "org.lvss", "/org/lvss", "org.lvss.Manager1", "DeleteShadowSet", &e,
@@ -523,6 +549,7 @@ static int backup_create(int argc, char **argv) {
         _cleanup_strv_ char **metadata_keep = NULL; /* owns the strings the components point to */
         _cleanup_free_ char *found_base = NULL;
         _cleanup_(bkp_document_freep) struct bkp_document *base_doc = NULL;
+        _cleanup_strv_ char **doomed = NULL; /* image sets to delete once this backup's is kept */
         bool image = false;
         size_t n_keep = 0, n_comps = 0;
         struct bkp_component *comps = NULL;
@@ -637,6 +664,15 @@ static int backup_create(int argc, char **argv) {
                                      base);
                         goto out;
                 }
+                if (base_doc->type != BKP_FULL && (type == BKP_DIFFERENTIAL || base_doc->type != BKP_INCREMENTAL)) {
+                        r = cli_fail(CLI_EXIT_FAILED,
+                                     "base %s is a %s backup: a%s image backup builds on a %s one (give --base "
+                                     "another)",
+                                     base, bkp_type_to_string(base_doc->type),
+                                     type == BKP_DIFFERENTIAL ? " differential" : "n incremental",
+                                     type == BKP_DIFFERENTIAL ? "full" : "full or incremental");
+                        goto out;
+                }
         }
 
         /* 1. The writers' metadata, and the volumes their selected components live on. */
@@ -663,10 +699,10 @@ static int backup_create(int argc, char **argv) {
                 r = cli_append_strv_option(m, "Writers", required);
         /* The set of a full or incremental image backup stays, for the next one to compare with;
          * any other goes with this process's connection, should it die (SIGKILL) before its end. */
-        if (r >= 0)
-                r = image && (type == BKP_FULL || type == BKP_INCREMENTAL)
-                            ? sd_bus_message_append(m, "{sv}", "Persistent", "b", 1)
-                            : sd_bus_message_append(m, "{sv}", "AutoRelease", "b", 1);
+        if (r >= 0 && image && (type == BKP_FULL || type == BKP_INCREMENTAL))
+                r = sd_bus_message_append(m, "{sv}", "Persistent", "b", 1);
+        if (r >= 0) /* kept sets are told KeepShadowSet once the backup is whole */
+                r = sd_bus_message_append(m, "{sv}", "AutoRelease", "b", 1);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         if (r < 0) {
@@ -891,10 +927,16 @@ static int backup_create(int argc, char **argv) {
                              err[0] ? err : strerror(-br));
                 goto out;
         }
+        if (b.keep_set) {
+                if (quiet_call(b.bus, "KeepShadowSet", "s", doc->set_id) < 0)
+                        fprintf(stderr, "lvss: warning: set %s goes when lvss exits: the next incremental image "
+                                        "backup will need a full one\n",
+                                doc->set_id);
+                doomed = image_sets_to_drop(b.bus, volumes, type, base_doc);
+        }
         if (type != BKP_COPY)
                 record_backup(b.bus, volumes, doc, to);
-        if (b.keep_set)
-                prune_image_sets(b.bus, volumes, doc->set_id, type == BKP_INCREMENTAL ? base_doc : NULL);
+        drop_image_sets(b.bus, doomed, doc->set_id);
 
         if (cli_arg_json) {
                 cli_json j;
@@ -1037,9 +1079,12 @@ static int restore_event(sd_bus *bus, const char *method, const char *writer, ch
         return 0;
 }
 
-/* Where the image of volume NAME goes: the volume's own file (it must exist and not be mounted), or
- * TO/NAME.img; 0 with *RET, or the exit code. */
-static int image_output(sd_bus *bus, const char *name, const char *to, char **ret) {
+/* Where the image of volume NAME goes: TO/NAME.img, or the volume's own file, which must exist and
+ * be in use by nobody: each loop device over it is opened exclusively (refused while it is mounted,
+ * or held by a partition, device-mapper or swap) and held so, its descriptor pushed onto HOLDS,
+ * until the restore ends (no new mount meanwhile). 0 with *RET, or the exit code. */
+static int image_output(sd_bus *bus, const char *name, const char *to, int **holds, size_t *n_holds,
+                        char **ret) {
         if (to)
                 return asprintf(ret, "%s/%s.img", to, name) < 0 ? cli_fail(CLI_EXIT_FAILED, "out of memory") : 0;
         _cleanup_bus_message_ sd_bus_message *reply = NULL;
@@ -1061,25 +1106,46 @@ static int image_output(sd_bus *bus, const char *name, const char *to, char **re
                                 "there is no volume %s to restore the image onto: create it (lvss volume create "
                                 "%s --size SIZE, the backed-up size) or give --to DIR for image files",
                                 name, name);
-        /* Never under a mounted file system: it would see its blocks change beneath it. */
-        struct mount_entry **all = NULL;
-        size_t n_all = 0;
-        r = mounts_read_all(&all, &n_all);
+        _cleanup_strv_ char **loops = NULL;
+        r = loopdev_list_for_backing(found, &loops, NULL);
         if (r < 0)
-                return cli_fail(CLI_EXIT_FAILED, "cannot read the mount table: %s", strerror(-r));
-        for (size_t i = 0; r >= 0 && i < n_all; i++) {
-                if (!all[i]->source || strncmp(all[i]->source, "/dev/loop", 9) != 0)
+                return cli_fail(CLI_EXIT_FAILED, "cannot list the loop devices over volume %s: %s", name,
+                                strerror(-r));
+        for (char **l = loops; l && *l; l++) {
+                int fd = open(*l, O_RDONLY | O_EXCL | O_CLOEXEC);
+                if (fd >= 0) {
+                        int *nh = realloc(*holds, (*n_holds + 1) * sizeof *nh);
+                        if (!nh) {
+                                close(fd);
+                                return cli_fail(CLI_EXIT_FAILED, "out of memory");
+                        }
+                        *holds = nh;
+                        (*holds)[(*n_holds)++] = fd;
                         continue;
-                _cleanup_free_ char *v = volume_of_mount(bus, all[i]->mountpoint);
-                if (v && strcmp(v, name) == 0)
-                        r = cli_fail(CLI_EXIT_FAILED,
-                                     "volume %s is mounted on %s: unmount it (and stop what uses it) before "
-                                     "restoring its image; nothing was changed",
-                                     name, all[i]->mountpoint);
-        }
-        mounts_free_all(all, n_all);
-        if (r != 0)
+                }
+                if (errno != EBUSY)
+                        return cli_fail(CLI_EXIT_FAILED, "cannot open %s, a loop device over volume %s: %m", *l,
+                                        name);
+                /* Name the mount point when it is mounted. */
+                const char *mp = NULL;
+                struct mount_entry **all = NULL;
+                size_t n_all = 0;
+                if (mounts_read_all(&all, &n_all) >= 0)
+                        for (size_t i = 0; i < n_all && !mp; i++)
+                                if (all[i]->source && strcmp(all[i]->source, *l) == 0)
+                                        mp = all[i]->mountpoint;
+                r = mp ? cli_fail(CLI_EXIT_FAILED,
+                                  "volume %s is mounted on %s: unmount it (and stop what uses it) before restoring "
+                                  "its image; nothing was changed",
+                                  name, mp)
+                       : cli_fail(CLI_EXIT_FAILED,
+                                  "volume %s is in use through %s (a partition, device-mapper or swap on it): stop "
+                                  "that use, or lvss volume detach %s, before restoring its image; nothing was "
+                                  "changed",
+                                  name, *l, name);
+                mounts_free_all(all, n_all);
                 return r;
+        }
         return (*ret = strdup(found)) ? 0 : cli_fail(CLI_EXIT_FAILED, "out of memory");
 }
 
@@ -1090,9 +1156,11 @@ static int restore(int argc, char **argv) {
                                                  { "component", required_argument, NULL, OPT_COMPONENT },
                                                  {} };
         const char *to = NULL;
-        _cleanup_strv_ char **filters = NULL, **running = NULL, **writers = NULL;
+        _cleanup_strv_ char **filters = NULL, **running = NULL, **writers = NULL, **roots = NULL;
         _cleanup_bus_ sd_bus *bus = NULL;
         struct bkp_document *doc = NULL;
+        int *holds = NULL; /* image restores: loop devices over the volumes, held exclusively */
+        size_t n_holds = 0;
         char err[BKP_ERR_MAX] = "";
         int c, k, r;
 
@@ -1158,20 +1226,29 @@ static int restore(int argc, char **argv) {
                 goto out;
         }
 
+        /* Where each target goes, every one checked before anything is told or written. */
+        for (size_t i = 0; i < doc->n_targets; i++) {
+                _cleanup_free_ char *root = NULL;
+                if (doc->image) {
+                        r = image_output(bus, doc->targets[i].name, to, &holds, &n_holds, &root);
+                        if (r != 0)
+                                goto out;
+                } else if (to ? asprintf(&root, "%s/%s", to, doc->targets[i].name) < 0
+                              : !(root = strdup(doc->targets[i].origin))) {
+                        r = cli_fail(CLI_EXIT_FAILED, "out of memory");
+                        goto out;
+                }
+                if (cli_strv_push(&roots, root) < 0) {
+                        r = cli_fail(CLI_EXIT_FAILED, "out of memory");
+                        goto out;
+                }
+        }
+
         /* PreRestore, the trees, PostRestore. */
         for (int phase = 0; phase < 3; phase++) {
                 if (phase == 1) {
                         for (size_t i = 0; i < doc->n_targets; i++) {
-                                _cleanup_free_ char *root = NULL;
-                                if (doc->image) {
-                                        r = image_output(bus, doc->targets[i].name, to, &root);
-                                        if (r != 0)
-                                                goto out;
-                                } else if (to ? asprintf(&root, "%s/%s", to, doc->targets[i].name) < 0
-                                              : !(root = strdup(doc->targets[i].origin))) {
-                                        r = cli_fail(CLI_EXIT_FAILED, "out of memory");
-                                        goto out;
-                                }
+                                const char *root = roots[i];
                                 struct progress pr = { .what = "restoring", .start = now_usec() };
                                 struct bkp_restore_opts o = { .dir = dir,
                                                               .target = doc->targets[i].name,
@@ -1246,6 +1323,9 @@ static int restore(int argc, char **argv) {
         }
         r = CLI_EXIT_OK;
 out:
+        for (size_t i = 0; i < n_holds; i++)
+                close(holds[i]);
+        free(holds);
         bkp_document_free(doc);
         return r;
 }

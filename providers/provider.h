@@ -111,7 +111,9 @@ struct lvss_provider {
 
 /* P's changed_chunks, or NULL if its table is older or it has none. */
 #define LVSS_PROVIDER_CHANGED_CHUNKS(p)                                                                    \
-        ((p)->api_version >= 2 && (p)->size > LVSS_PROVIDER_SIZE_V1 ? (p)->changed_chunks : NULL)
+        ((p)->api_version >= 2 && (p)->size >= LVSS_PROVIDER_SIZE_V1 + sizeof(void (*)(void))                     \
+                 ? (p)->changed_chunks                                                                      \
+                 : NULL)
 
 /* The providers built in, NULL-terminated; the first is the default. */
 extern const struct lvss_provider *const lvss_providers[];

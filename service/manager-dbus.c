@@ -78,6 +78,8 @@ static int level_needed(sd_bus_message *msg) {
                 return strcmp(member, "Set") == 0 ? LEVEL_ADMIN : LEVEL_READ;
         if (iface && strcmp(iface, "org.freedesktop.DBus.ObjectManager") == 0)
                 return LEVEL_READ;
+        if ((!iface || strcmp(iface, "org.lvss.Manager1") == 0) && strcmp(member, "GetChangedChunks") == 0)
+                return LEVEL_ADMIN; /* what changed where, and a scan of every preserved chunk */
         if ((!iface || strcmp(iface, "org.lvss.Manager1") == 0) &&
             (strncmp(member, "List", 4) == 0 || strncmp(member, "Get", 3) == 0 ||
              strcmp(member, "ResolveTarget") == 0 || strcmp(member, "FindBackupBase") == 0))
@@ -770,7 +772,7 @@ static int method_expose_shadow(sd_bus_message *msg, void *userdata, sd_bus_erro
 }
 
 /* Changed-block tracking between two shadows of one volume, FROM older than TO: the volume's size,
- * the chunk size, and a bitmap (byte N/8, bit N%8: chunk N may differ). */
+ * the chunk size, and the runs of chunks that may differ, as (first chunk, count), ascending. */
 static int method_get_changed_chunks(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         struct manager *m = userdata;
         const char *from_id, *to_id;
@@ -807,6 +809,11 @@ static int method_get_changed_chunks(sd_bus_message *msg, void *userdata, sd_bus
                                       "image backups, or file backups.",
                                       p->name, from->volume->name);
         r = changed(from->volume->pv, from->snap_id, to->snap_id, &bm, &n_chunks, &chunk_size);
+        if (r == -EIO)
+                return bus_error_setf(error, r, LVSS_ERROR_FAILED,
+                                      "Shadow %s or %s could not be proven intact after a crash: make a full "
+                                      "image backup.",
+                                      from->id, to->id);
         if (r < 0)
                 return bus_error_setf(error, r, r == -ENOENT ? LVSS_ERROR_NOT_FOUND : LVSS_ERROR_FAILED,
                                       "Cannot compare shadows %s and %s: %s.", from->id, to->id,
@@ -816,22 +823,51 @@ static int method_get_changed_chunks(sd_bus_message *msg, void *userdata, sd_bus
         if (r < 0)
                 return bus_error_setf(error, r, NULL, "Cannot read volume %s's size: %s.", from->volume->name,
                                       strerror(-r));
-        /* Little-endian bytes, whatever the host's order. */
-        size_t n_bytes = (size_t) ((n_chunks + 7) / 8);
-        _cleanup_free_ uint8_t *bytes = calloc(n_bytes ? n_bytes : 1, 1);
-        if (!bytes)
-                return -ENOMEM;
-        for (uint64_t c = 0; c < n_chunks; c++)
-                if (bm[c / 64] & (UINT64_C(1) << (c % 64)))
-                        bytes[c / 8] |= (uint8_t) (1u << (c % 8));
         r = sd_bus_message_new_method_return(msg, &reply);
         if (r >= 0)
                 r = sd_bus_message_append(reply, "tu", info.size, chunk_size);
         if (r >= 0)
-                r = sd_bus_message_append_array(reply, 'y', bytes, n_bytes);
+                r = sd_bus_message_open_container(reply, 'a', "(tt)");
+        /* Runs of set bits; words of zeros skipped whole. */
+        for (uint64_t c = 0; r >= 0 && c < n_chunks;) {
+                if (c % 64 == 0 && bm[c / 64] == 0) {
+                        c += 64;
+                        continue;
+                }
+                if (!(bm[c / 64] & (UINT64_C(1) << (c % 64)))) {
+                        c++;
+                        continue;
+                }
+                uint64_t first = c;
+                while (c < n_chunks && (bm[c / 64] & (UINT64_C(1) << (c % 64))))
+                        c++;
+                r = sd_bus_message_append(reply, "(tt)", first, c - first);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r == -ENOBUFS || r == -EMSGSIZE)
+                return bus_error_setf(error, r, LVSS_ERROR_FAILED,
+                                      "The chunks changed between shadows %s and %s are too scattered to send: "
+                                      "make a full image backup.",
+                                      from->id, to->id);
         if (r < 0)
                 return r;
         return sd_bus_send(NULL, reply, NULL);
+}
+
+/* Makes an AutoRelease set stay when its requester's connection closes. */
+static int method_keep_shadow_set(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        struct manager *m = userdata;
+        const char *id;
+        int r = sd_bus_message_read(msg, "s", &id);
+        if (r < 0)
+                return r;
+        struct sset *set = manager_find_set(m, id);
+        if (!set)
+                return bus_error_setf(error, -ENOENT, LVSS_ERROR_NOT_FOUND,
+                                      "There is no shadow copy set %s: see `lvss list sets`.", id);
+        set->owner = 0;
+        return sd_bus_reply_method_return(msg, "");
 }
 
 static int method_unexpose_shadow(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -1010,8 +1046,10 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_RESULT("s", device, "s", fstype), method_expose_shadow,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetChangedChunks", SD_BUS_ARGS("s", from, "s", to),
-                                SD_BUS_RESULT("t", size, "u", chunk_size, "ay", changed),
+                                SD_BUS_RESULT("t", size, "u", chunk_size, "a(tt)", changed),
                                 method_get_changed_chunks, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("KeepShadowSet", SD_BUS_ARGS("s", set), SD_BUS_NO_RESULT, method_keep_shadow_set,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("UnexposeShadow", SD_BUS_ARGS("s", mountpoint), SD_BUS_NO_RESULT,
                                 method_unexpose_shadow, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("RevertToShadow", SD_BUS_ARGS("s", id, "b", force), SD_BUS_NO_RESULT,

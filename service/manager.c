@@ -381,6 +381,7 @@ int manager_delete_shadow(struct manager *m, struct shadow *s, sd_bus_error *err
 }
 
 void manager_release_sets_of(struct manager *m, uint64_t owner) {
+        bool persistent = false;
         if (owner == 0)
                 return;
         for (size_t i = 0; i < m->n_sets; i++) {
@@ -408,15 +409,19 @@ void manager_release_sets_of(struct manager *m, uint64_t owner) {
                                                 mps[x], ue.message ? ue.message : "unknown error");
                         }
                         strv_free(mps);
+                        bool p = s->persistent;
                         if (manager_delete_shadow(m, s, &e) < 0) {
                                 fprintf(stderr, "lvssd: cannot release shadow %s: %s\n", s->id,
                                         e.message ? e.message : "unknown error");
                                 k++;
-                        }
+                        } else
+                                persistent |= p;
                 }
                 set->owner = 0;
         }
         manager_gc_sets(m);
+        if (persistent)
+                (void) manager_save_catalog(m);
 }
 
 void manager_prune_vanished(struct manager *m) {

@@ -1034,12 +1034,9 @@ int sset_start(struct manager *m, sd_bus_message *msg, char **targets, lvss_cont
         j->persistent = context_persistent(ctx) || o->persistent;
         j->requester = manager_conn_serial(m, sd_bus_message_get_bus(msg));
         j->auto_release = o->auto_release;
-        if (j->auto_release && (j->requester == 0 || j->persistent)) {
+        if (j->auto_release && j->requester == 0) {
                 r = bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
-                                   j->persistent ? "AutoRelease is for non-persistent sets: leave out Persistent, "
-                                                   "or use a non-persistent context."
-                                                 : "AutoRelease needs a connection to lvssd's socket, not the "
-                                                   "system bus.");
+                                   "AutoRelease needs a connection to lvssd's socket, not the system bus.");
                 goto fail;
         }
         j->window_ms = m->hold_window_ms ? m->hold_window_ms : LVSS_HOLD_WINDOW_MS;

@@ -13,6 +13,7 @@ import hashlib
 import os
 import random
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,87 @@ def test_image_verify_names_a_flipped_chunk(lvssd, vol):
     assert f"chunk {chunk} " in err, err
     with open(lvssd.root / "r" / "data.img", "rb") as f:
         assert f.read(16384) == bytes(16384), "an unfinished image restore must leave its first chunk zeroed"
+
+
+def test_two_volumes_restore_checks_every_target_first(lvssd):
+    """A backup of two volumes: with the second mounted, the restore is refused before anything is
+    written (the first volume's bytes unchanged); unmounted, both come back to their moment."""
+    devs = {}
+    for name in ("a", "b"):
+        lvssd.create_volume(name, "64M")
+        devs[name] = lvssd.host.new_fs(lvssd.volume_path(name), "ext4", lvssd.root / f"mnt-{name}")
+        (devs[name][1] / "f").write_bytes(os.urandom(2 * MiB))
+        sync(devs[name][1])
+    out = lvssd.root / "backups"
+    out.mkdir()
+    full = lvssd.json("backup", "--image", "--to", out / "full", devs["a"][1], devs["b"][1], timeout=300)
+    assert sorted(full["targets"]) == ["a", "b"]
+    moment = {n: shadow_sha_of(lvssd, full["set"], n) for n in ("a", "b")}
+    (devs["a"][1] / "g").write_bytes(os.urandom(MiB))
+    sync(devs["a"][1])
+    lvssd.host.drop_fs(*devs["a"])
+    before_a = file_sha(lvssd.volume_path("a"))
+    err = lvssd.fails(1, "restore", out / "full")
+    assert "volume b is mounted" in err and "nothing was changed" in err, err
+    assert file_sha(lvssd.volume_path("a")) == before_a, "volume a was written before b was checked"
+    lvssd.host.drop_fs(*devs["b"])
+    lvssd.ok("restore", out / "full")
+    for n in ("a", "b"):
+        assert file_sha(lvssd.volume_path(n)) == moment[n]
+
+
+def shadow_sha_of(lvssd, set_id, volume):
+    [s] = [s for s in lvssd.shadows() if s["set"] == set_id and s["volume"] == volume]
+    return file_sha(s["path"])
+
+
+def test_chains_survive_a_restart_and_each_other(lvssd):
+    """Kept sets survive an lvssd restart (the incremental after it reads only changed chunks and
+    restores exactly); a full image backup of volume a alone does not take away the set the chain
+    of a+b compares with; a killed image backup leaves no set behind."""
+    mnts = {}
+    for name in ("a", "b"):
+        lvssd.create_volume(name, "64M")
+        mnts[name] = lvssd.host.new_fs(lvssd.volume_path(name), "ext4", lvssd.root / f"mnt-{name}")
+        (mnts[name][1] / "f").write_bytes(os.urandom(4 * MiB))
+        sync(mnts[name][1])
+    out = lvssd.root / "backups"
+    out.mkdir()
+    ab = lvssd.json("backup", "--image", "--to", out / "ab-full", "a", "b", timeout=300)
+    a_only = lvssd.json("backup", "--image", "--to", out / "a-full", "a", timeout=300)
+    assert kept_sets(lvssd) == {ab["set"], a_only["set"]}, "a full of a alone must not drop the a+b chain's set"
+
+    # Restart: the kept sets are persistent.
+    for name in ("a", "b"):
+        lvssd.host.drop_fs(*mnts[name])
+    assert lvssd.stop() == 0
+    lvssd.start()
+    assert kept_sets(lvssd) == {ab["set"], a_only["set"]}
+    d.pwrite_sync(lvssd.volume_path("b"), 8 * MiB, os.urandom(64 * 1024))
+    inc = lvssd.json("backup", "--image", "--type", "incremental", "--to", out / "ab-inc", "a", "b", timeout=300)
+    assert inc["base"] == ab["id"]
+    assert 0 < inc["bytes_read"] <= 2 * MiB, inc
+    want = {n: shadow_sha_of(lvssd, inc["set"], n) for n in ("a", "b")}
+    lvssd.ok("restore", out / "ab-inc", "--to", lvssd.root / "r")
+    for n in ("a", "b"):
+        assert file_sha(lvssd.root / "r" / f"{n}.img") == want[n]
+
+    # Killed (SIGKILL) while it writes: its set goes with its connection.
+    kept = kept_sets(lvssd)
+    proc = subprocess.Popen([lvssd.cli, "--socket", str(lvssd.socket), "backup", "--image", "--to",
+                             str(out / "killed"), "a", "b"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (out / "killed" / "a.img").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        proc.kill()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + 10
+    while kept_sets(lvssd) != kept and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert kept_sets(lvssd) == kept, "a killed image backup must leave no set"
+    assert {s["set"] for s in lvssd.shadows()} == kept
