@@ -430,6 +430,12 @@ void manager_prune_vanished(struct manager *m) {
                 struct shadow *s = m->shadows[i];
                 struct lvss_psnap ps;
                 if (s->volume->provider->snapshot_get(s->volume->pv, s->snap_id, &ps) == -ENOENT) {
+                        if (!s->vanished)
+                                fprintf(stderr,
+                                        "lvssd: shadow %s of volume %s was deleted to make room for live "
+                                        "writes (its diff area reached its maximum, or the state directory's "
+                                        "file system is full)\n",
+                                        s->id, s->volume->name);
                         changed |= s->persistent && !s->vanished;
                         /* While its file is open (exposed, attached) the export still points at the
                          * volume: keep the shadow, as vanished, so that the volume cannot be closed
