@@ -45,16 +45,25 @@ static void print_table(cli_table *t, const char *none) {
 
 /* ---- storage ------------------------------------------------------------------------------------- */
 
-/* Prints ListStorage's a(stttt): all volumes as an array, or only ONLY as one object. */
-static int print_storage(sd_bus_message *reply, const char *only) {
+/* Prints ListStorage's a(stttt), with each volume's policy (ListStoragePolicies): all volumes as
+ * an array, or only ONLY as one object. */
+static int print_storage(sd_bus *bus, sd_bus_message *reply, const char *only) {
         _cleanup_table_ cli_table *t = NULL;
         _cleanup_(cli_json_release) cli_json j = {};
-        const char *volume;
+        _cleanup_bus_message_ sd_bus_message *preply = NULL;
+        _cleanup_strv_ char **policies = NULL; /* volume, policy, ... */
+        const char *volume, *pv, *pp;
         uint64_t used, allocated, max, chunks;
         bool found = false;
         int r;
 
-        t = cli_table_new("VOLUME", "USED", "ALLOCATED", "MAX", "CHUNKS", NULL);
+        if (sd_bus_call_method(bus, "org.lvss", "/org/lvss", "org.lvss.Manager1", "ListStoragePolicies", NULL,
+                               &preply, "") >= 0 &&
+            sd_bus_message_enter_container(preply, 'a', "(ss)") >= 0)
+                while (sd_bus_message_read(preply, "(ss)", &pv, &pp) > 0)
+                        if (cli_strv_push(&policies, pv) < 0 || cli_strv_push(&policies, pp) < 0)
+                                return cli_fail(CLI_EXIT_FAILED, "out of memory");
+        t = cli_table_new("VOLUME", "USED", "ALLOCATED", "MAX", "CHUNKS", "POLICY", NULL);
         if (!t || cli_json_open(&j) < 0)
                 return cli_fail(CLI_EXIT_FAILED, "out of memory");
         for (size_t col = 1; col <= 4; col++)
@@ -69,6 +78,10 @@ static int print_storage(sd_bus_message *reply, const char *only) {
                 if (only && strcmp(volume, only) != 0)
                         continue;
                 found = true;
+                const char *policy = "";
+                for (size_t x = 0; policies && policies[x]; x += 2)
+                        if (strcmp(policies[x], volume) == 0)
+                                policy = policies[x + 1];
                 cli_json_begin_object(&j);
                 cli_json_key(&j, "volume");
                 cli_json_string(&j, volume);
@@ -80,10 +93,15 @@ static int print_storage(sd_bus_message *reply, const char *only) {
                 cli_json_limit(&j, max);
                 cli_json_key(&j, "chunks");
                 cli_json_uint(&j, chunks);
+                cli_json_key(&j, "policy");
+                if (policy[0])
+                        cli_json_string(&j, policy);
+                else
+                        cli_json_null(&j);
                 cli_json_end_object(&j);
                 snprintf(n, sizeof n, "%" PRIu64, chunks);
                 if (cli_table_add(t, volume, FORMAT_BYTES(used), FORMAT_BYTES(allocated),
-                                  CLI_FORMAT_LIMIT(max), n) < 0)
+                                  CLI_FORMAT_LIMIT(max), n, policy[0] ? policy : "-") < 0)
                         r = -ENOMEM;
         }
         if (r < 0)
@@ -107,14 +125,16 @@ static int list_storage(int argc, char **argv) {
 
         if (!list_call(argc, argv, "ListStorage", &bus, &reply, &r))
                 return r;
-        return print_storage(reply, NULL);
+        return print_storage(bus, reply, NULL);
 }
 
 static int storage_resize(int argc, char **argv) {
-        enum { OPT_MAX = CLI_OPT_FIRST_VERB_OPTION };
+        enum { OPT_MAX = CLI_OPT_FIRST_VERB_OPTION, OPT_POLICY };
         static const struct option options[] = { CLI_COMMON_OPTIONS,
                                                  { "max", required_argument, NULL, OPT_MAX },
+                                                 { "policy", required_argument, NULL, OPT_POLICY },
                                                  {} };
+        const char *policy = NULL;
         _cleanup_bus_ sd_bus *bus = NULL;
         _cleanup_bus_message_ sd_bus_message *reply = NULL;
         _cleanup_free_ char *target = NULL, *volume = NULL;
@@ -134,17 +154,26 @@ static int storage_resize(int argc, char **argv) {
                                 return cli_fail(CLI_EXIT_USAGE, "invalid --max 0: give a positive size, or "
                                                                 "'unbounded' for no limit");
                         have_max = true;
+                } else if (c == OPT_POLICY) {
+                        if (strcmp(optarg, "protect-volume") != 0 && strcmp(optarg, "protect-snapshots") != 0)
+                                return cli_usage_error("unknown --policy %s: give protect-volume (the oldest "
+                                                       "shadows go when the diff area is full) or "
+                                                       "protect-snapshots (live writes fail instead)",
+                                                       optarg);
+                        policy = optarg;
                 }
         }
         if ((r = cli_check_args(argc, argv)) != 0)
                 return r;
-        if (!have_max)
-                return cli_usage_error("%s: --max is missing", cli_verb_name());
+        if (!have_max && !policy)
+                return cli_usage_error("%s: give --max, --policy or both", cli_verb_name());
         if ((r = cli_target_arg(argv[optind], &target)) != 0)
                 return r;
 
         r = cli_connect(&bus);
-        if (r == 0)
+        if (r == 0 && policy)
+                r = cli_call(bus, "SetStoragePolicy", NULL, "ss", target, policy);
+        if (r == 0 && have_max)
                 r = cli_call(bus, "ResizeStorage", NULL, "st", target, max);
         if (r != 0)
                 return r;
@@ -156,7 +185,7 @@ static int storage_resize(int argc, char **argv) {
         r = cli_call(bus, "ListStorage", &reply, NULL);
         if (r != 0)
                 return r;
-        return print_storage(reply, volume);
+        return print_storage(bus, reply, volume);
 }
 
 /* ---- providers, writers, sets -------------------------------------------------------------------- */
@@ -475,9 +504,13 @@ static const cli_verb verb_storage_list = {
 
 static const cli_verb verb_storage_resize = {
         "resize",
-        "TARGET --max SIZE|unbounded",
-        "Set the maximum size of a volume's diff area and print the volume's storage.",
-        "      --max SIZE           the new maximum (K, M, G, T suffixes), or 'unbounded'\n",
+        "TARGET [--max SIZE|unbounded] [--policy protect-volume|protect-snapshots]",
+        "Set the maximum size of a volume's diff area, or what happens when it is full, and print the "
+        "volume's storage.",
+        "      --max SIZE           the new maximum (K, M, G, T suffixes), or 'unbounded'\n"
+        "      --policy POLICY      when the diff area (or the state directory) is full:\n"
+        "                           protect-volume (default) deletes the oldest shadows,\n"
+        "                           protect-snapshots fails the live write (ENOSPC)\n",
         1,
         1,
         storage_resize,

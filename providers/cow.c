@@ -188,6 +188,23 @@ static int cow_changed_chunks(lvss_pvol *v, uint32_t from, uint32_t to, uint64_t
         return r;
 }
 
+static int cow_set_policy(lvss_pvol *v, bool protect_snapshots) {
+        struct eng_volume_info ei;
+        int r = engine_volume_info(E(v), &ei);
+        if (r < 0)
+                return r;
+        return engine_set_limit(E(v), ei.diff_max,
+                                protect_snapshots ? ENG_POLICY_PROTECT_SNAPSHOTS : ENG_POLICY_PROTECT_VOLUME);
+}
+
+static int cow_get_policy(lvss_pvol *v, bool *ret_protect_snapshots) {
+        struct eng_volume_info ei;
+        int r = engine_volume_info(E(v), &ei);
+        if (r >= 0)
+                *ret_protect_snapshots = ei.policy == ENG_POLICY_PROTECT_SNAPSHOTS;
+        return r;
+}
+
 extern const struct lvss_provider lvss_provider_cow;
 const struct lvss_provider lvss_provider_cow = {
         .api_version = LVSS_PROVIDER_API_VERSION,
@@ -211,4 +228,6 @@ const struct lvss_provider lvss_provider_cow = {
         .revert = cow_revert,
         .set_limit = cow_set_limit,
         .changed_chunks = cow_changed_chunks,
+        .set_policy = cow_set_policy,
+        .get_policy = cow_get_policy,
 };

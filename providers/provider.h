@@ -104,10 +104,19 @@ struct lvss_provider {
          * snapshot TO; its cost must not grow with the volume's size. */
         int (*changed_chunks)(lvss_pvol *v, uint32_t from, uint32_t to, uint64_t **ret_bitmap,
                               uint64_t *ret_n_chunks, uint32_t *ret_chunk_size);
+        /* Since version 2. LVSS_CAP_LIMIT: what happens when the storage is at its maximum (or the
+         * host has no room): PROTECT_SNAPSHOTS fails the live write, else the oldest snapshots go. */
+        int (*set_policy)(lvss_pvol *v, bool protect_snapshots);
+        int (*get_policy)(lvss_pvol *v, bool *ret_protect_snapshots);
 };
 
 /* The size of a version 1 table, the smallest this service accepts. */
 #define LVSS_PROVIDER_SIZE_V1 offsetof(struct lvss_provider, changed_chunks)
+
+/* P's set_policy and get_policy, or NULL if its table is older or it has none. */
+#define LVSS_PROVIDER_HAS_POLICY(p)                                                                        \
+        ((p)->api_version >= 2 && (p)->size >= sizeof(struct lvss_provider) && (p)->set_policy &&          \
+         (p)->get_policy)
 
 /* P's changed_chunks, or NULL if its table is older or it has none. */
 #define LVSS_PROVIDER_CHANGED_CHUNKS(p)                                                                    \

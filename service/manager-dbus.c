@@ -933,6 +933,55 @@ static int method_resize_storage(sd_bus_message *msg, void *userdata, sd_bus_err
         return sd_bus_reply_method_return(msg, NULL);
 }
 
+static int method_set_storage_policy(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        struct manager *m = userdata;
+        const char *target, *policy;
+        struct volume *v = NULL;
+        int r = sd_bus_message_read(msg, "ss", &target, &policy);
+        if (r < 0)
+                return r;
+        r = manager_resolve_target(m, target, &v, error);
+        if (r < 0)
+                return r;
+        bool protect;
+        if (strcmp(policy, "protect-volume") == 0)
+                protect = false;
+        else if (strcmp(policy, "protect-snapshots") == 0)
+                protect = true;
+        else
+                return bus_error_setf(error, -EINVAL, LVSS_ERROR_INVALID_ARGUMENT,
+                                      "Unknown policy '%.64s': give protect-volume or protect-snapshots.", policy);
+        if (!LVSS_PROVIDER_HAS_POLICY(v->provider))
+                return bus_error_setf(error, -EOPNOTSUPP, LVSS_ERROR_FAILED,
+                                      "Provider %s has no storage policy to set.", v->provider->name);
+        r = v->provider->set_policy(v->pv, protect);
+        if (r < 0)
+                return bus_error_setf(error, r, NULL, "Cannot set the storage policy of volume %s: %s.", v->name,
+                                      strerror(-r));
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+/* Each volume's storage policy: protect-volume, protect-snapshots, or "" if its provider has none. */
+static int method_list_storage_policies(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        struct manager *m = userdata;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(ss)");
+        for (size_t i = 0; r >= 0 && i < m->n_volumes; i++) {
+                struct volume *v = m->volumes[i];
+                bool protect = false;
+                bool known = LVSS_PROVIDER_HAS_POLICY(v->provider) && v->provider->get_policy(v->pv, &protect) >= 0;
+                r = sd_bus_message_append(reply, "(ss)", v->name,
+                                          !known ? "" : protect ? "protect-snapshots" : "protect-volume");
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
 static int method_list_storage(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         struct manager *m = userdata;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -1058,6 +1107,10 @@ static const sd_bus_vtable manager_vtable[] = {
                                 method_resize_storage, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListStorage", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(stttt)", storage),
                                 method_list_storage, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SetStoragePolicy", SD_BUS_ARGS("s", target, "s", policy), SD_BUS_NO_RESULT,
+                                method_set_storage_policy, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListStoragePolicies", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ss)", policies),
+                                method_list_storage_policies, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListProviders", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssas)", providers),
                                 method_list_providers, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListWriters", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(ssssssss)", writers),

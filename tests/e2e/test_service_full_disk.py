@@ -6,7 +6,9 @@
 # stays true (a restart finds the same volumes, no ghost shadow, the live bytes as written); a set
 # either succeeds or fails with NoSpace; a backup onto a full file system fails with exit 6, leaving
 # no partial backup and no shadow. And a diff area capped with `storage resize --max` under writes:
-# the oldest shadows go, the newest stays readable as its moment, no live write fails.
+# the oldest shadows go, the newest stays readable as its moment, no live write fails. Under the
+# protect-snapshots policy (a capped diff area, or a full state directory) the live write fails
+# instead (EIO/ENOSPC) and every shadow stays, as its moment, across a restart.
 
 import hashlib
 import os
@@ -113,3 +115,73 @@ def test_diff_area_maximum_under_writes(lvssd):
             assert sha(read_all(left[sid]["path"], 32 * MiB)) == want, f"shadow {sid} reads another moment"
     storage = {x["volume"]: x for x in lvssd.json("list", "storage")}
     assert storage["v"]["used"] <= 8 * MiB
+
+
+def test_protect_snapshots_policy_fails_the_write_and_keeps_every_shadow(lvssd):
+    lvssd.create_volume("v", "32M")
+    path = lvssd.volume_path("v")
+    d.pwrite_sync(path, 0, os.urandom(32 * MiB))
+    st = lvssd.json("storage", "resize", "v", "--max", "4M", "--policy", "protect-snapshots")
+    assert st["policy"] == "protect-snapshots" and st["max"] == 4 * MiB
+    shadows = []
+    for _ in range(2):
+        s = lvssd.json("create", "--no-writers", "--context", "app-rollback", "v")["shadows"][0]
+        shadows.append((s["id"], sha(read_all(path, 32 * MiB))))
+    # Rewriting the whole volume needs 32M of diff area: the writes past 4M fail.
+    fd = os.open(path, os.O_WRONLY)
+    failed = None
+    try:
+        for i in range(32):
+            try:
+                os.pwrite(fd, os.urandom(MiB), i * MiB)
+                os.fsync(fd)
+            except OSError as e:
+                failed = e
+                break
+    finally:
+        os.close(fd)
+    assert failed is not None and failed.errno in (5, 28), failed  # EIO or ENOSPC
+    left = {s["id"]: s for s in lvssd.shadows()}
+    assert set(left) == {sid for sid, _ in shadows}, "protect-snapshots must keep every shadow"
+    for sid, want in shadows:
+        assert sha(read_all(left[sid]["path"], 32 * MiB)) == want
+    # The policy is kept across a restart, and protect-volume lets the writes through again.
+    assert lvssd.stop() == 0
+    lvssd.start()
+    [st] = [x for x in lvssd.json("list", "storage") if x["volume"] == "v"]
+    assert st["policy"] == "protect-snapshots", st
+    lvssd.ok("storage", "resize", "v", "--policy", "protect-volume")
+    data = os.urandom(32 * MiB)
+    d.pwrite_sync(path, 0, data)
+    assert read_all(path, 32 * MiB) == data
+    lvssd.fails(2, "storage", "resize", "v", "--policy", "keep-everything")
+
+
+def test_full_state_directory_under_protect_snapshots(small_state):
+    lvssd = small_state
+    lvssd.create_volume("v", "24M")
+    path = lvssd.volume_path("v")
+    d.pwrite_sync(path, 0, os.urandom(24 * MiB))
+    lvssd.ok("storage", "resize", "v", "--policy", "protect-snapshots")
+    s = lvssd.json("create", "--no-writers", "--context", "app-rollback", "v")["shadows"][0]
+    want = sha(read_all(path, 24 * MiB))
+    fill(lvssd.state)
+    fd = os.open(path, os.O_WRONLY)
+    failed = None
+    try:
+        for i in range(24):
+            try:
+                os.pwrite(fd, os.urandom(MiB), i * MiB)
+                os.fsync(fd)
+            except OSError as e:
+                failed = e
+                break
+    finally:
+        os.close(fd)
+    assert failed is not None and failed.errno in (5, 28), failed
+    assert [x["id"] for x in lvssd.shadows()] == [s["id"]]
+    assert sha(read_all(s["path"], 24 * MiB)) == want, "the shadow must still read its moment"
+    assert lvssd.stop() == 0
+    lvssd.start()
+    [again] = lvssd.shadows()
+    assert again["id"] == s["id"] and sha(read_all(again["path"], 24 * MiB)) == want
