@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "service/bus-util.h"
 
@@ -89,4 +90,46 @@ void utf8_scrub(char *s) {
                 }
                 p += n;
         }
+}
+
+int bus_read_strv_max(sd_bus_message *m, bool pairs, size_t max, char ***ret) {
+        char **l = NULL;
+        size_t n = 0, cap = 0;
+        const char *a, *b;
+        int r = sd_bus_message_enter_container(m, 'a', pairs ? "{ss}" : "s");
+        while (r >= 0 && (r = pairs ? sd_bus_message_read(m, "{ss}", &a, &b) : sd_bus_message_read(m, "s", &a)) > 0) {
+                if (n + (pairs ? 2 : 1) > max) {
+                        r = -E2BIG;
+                        break;
+                }
+                if (n + 3 > cap) {
+                        size_t ncap = cap ? cap * 2 : 16;
+                        char **nl = realloc(l, ncap * sizeof *nl);
+                        if (!nl) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        l = nl;
+                        cap = ncap;
+                }
+                l[n] = strdup(a);
+                l[n + 1] = pairs ? strdup(b) : NULL;
+                l[n + 2] = NULL;
+                if (!l[n] || (pairs && !l[n + 1])) {
+                        n += 2; /* freed below */
+                        r = -ENOMEM;
+                        break;
+                }
+                n += pairs ? 2 : 1;
+        }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(m);
+        if (r < 0) {
+                for (size_t i = 0; l && i < n; i++)
+                        free(l[i]);
+                free(l);
+                return r;
+        }
+        *ret = l; /* NULL for an empty array */
+        return 0;
 }

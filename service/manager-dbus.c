@@ -323,29 +323,7 @@ static int method_resolve_target(sd_bus_message *msg, void *userdata, sd_bus_err
 }
 
 static int read_strv(sd_bus_message *msg, char ***ret) {
-        char **l = NULL;
-        const char *s;
-        int r = sd_bus_message_enter_container(msg, 'a', "s");
-        if (r < 0)
-                return r;
-        while ((r = sd_bus_message_read(msg, "s", &s)) > 0) {
-                if (strv_len(l) >= 4096) {
-                        r = -E2BIG;
-                        break;
-                }
-                if (strv_push(&l, s) < 0) {
-                        r = -ENOMEM;
-                        break;
-                }
-        }
-        if (r >= 0)
-                r = sd_bus_message_exit_container(msg);
-        if (r < 0) {
-                strv_free(l);
-                return r;
-        }
-        *ret = l;
-        return 0;
+        return bus_read_strv_max(msg, false, 4096, ret);
 }
 
 static int method_create_shadow_set(sd_bus_message *msg, void *userdata, sd_bus_error *error) {

@@ -333,21 +333,19 @@ int method_complete_backup(sd_bus_message *msg, void *userdata, sd_bus_error *er
 }
 
 static int restore_event(sd_bus_message *msg, struct manager *m, wevent ev, sd_bus_error *error) {
-        const char *name, *component, *data;
+        const char *name;
         struct wbatch *b;
         char **components = NULL, **metadata = NULL;
         int r = sd_bus_message_read(msg, "s", &name);
         if (r < 0)
                 return r;
-        r = sd_bus_message_read_strv(msg, &components);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_enter_container(msg, 'a', "{ss}");
-        while (r >= 0 && (r = sd_bus_message_read(msg, "{ss}", &component, &data)) > 0)
-                if (strv_push(&metadata, component) < 0 || strv_push(&metadata, data) < 0)
-                        r = -ENOMEM;
+        /* Bounded as they are read: a huge list must not hold the main loop. */
+        r = bus_read_strv_max(msg, false, LVSS_WMD_MAX_COMPONENTS + 1, &components);
         if (r >= 0)
-                r = sd_bus_message_exit_container(msg);
+                r = bus_read_strv_max(msg, true, 2 * (LVSS_WMD_MAX_COMPONENTS + 1), &metadata);
+        if (r == -E2BIG)
+                r = bus_error_setf(error, -E2BIG, LVSS_ERROR_INVALID_ARGUMENT,
+                                   "Too many components or metadata entries: at most %u.", LVSS_WMD_MAX_COMPONENTS);
         struct writer *w = r >= 0 ? writers_find(m, name) : NULL;
         if (r >= 0 && !w)
                 r = bus_error_setf(error, -ENOENT, LVSS_ERROR_NOT_FOUND,
