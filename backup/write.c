@@ -11,6 +11,9 @@
  * and checked against the scan's hash. A tree that changes under the backup fails it (-EBUSY):
  * trees are meant to be shadow copies.
  *
+ * Files are read ahead (POSIX_FADV_WILLNEED) a few MiB beyond each read, and each tar is hashed and
+ * written by two threads of its own while this one reads and hashes the trees' files (struct out).
+ *
  * Every file written is fsync'd; the manifest last (see backup.c). Any failure removes what was
  * written: the directory if this call made it, its content otherwise.
  */
@@ -20,7 +23,9 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,16 +40,48 @@
 #include "backup/backup-internal.h"
 #include "common/macro.h"
 
-#define IO_BUF_SIZE (1u << 20)
+#define IO_BUF_SIZE (1u << 20) /* a read from a tree; an output file's buffer */
+#define READ_AHEAD (4u << 20) /* a tree's file is read ahead by 4 to 8 MiB */
+#define OUT_BUF_SIZE (4u << 20) /* a buffer of a threaded output file */
+#define OUT_BUFS 8
+#define WRITEBACK_STEP (8u << 20) /* a threaded output file's writeback is started every 8 MiB */
+#define WRITEBACK_LAG (64u << 20) /* and waited for when 64 MiB behind what was written */
 
+enum {
+        OUT_HASHER, /* computes the file's SHA-256 */
+        OUT_WRITER, /* writes the file */
+        _OUT_THREADS,
+};
+
+/* An output file. Written through one buffer of IO_BUF_SIZE on the calling thread; or, if threaded
+ * (the tars: nearly all the bytes of a backup), through a ring of OUT_BUFS buffers of OUT_BUF_SIZE
+ * that the caller fills in turn, and two threads go through: one hashes them, the other writes
+ * them; a buffer is filled again once both are done with it. Reading and hashing the trees' files
+ * (the caller), hashing the tar and writing it thus run side by side. The writer also starts the
+ * writeback of what it wrote as it goes, and waits for it some way behind: the disk writes while the
+ * trees are read, dirty pages stay few, and the final fsync has little left to do. */
 struct out {
         int fd;
         char name[BKP_TARGET_NAME_MAX + 16];
-        bkp_sha *sha;
-        uint64_t size;
-        char *buf;
+        bkp_sha *sha; /* threaded: the hasher's, until out_join() */
+        uint64_t size; /* bytes given */
+        char *buf; /* threaded: the buffer being filled */
         size_t len;
         int error; /* the first write error, negative */
+
+        bool threaded;
+        size_t n_threads; /* running */
+        pthread_t threads[_OUT_THREADS];
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        char *bufs[OUT_BUFS];
+        size_t lens[OUT_BUFS];
+        /* under LOCK: buffers queued, buffers each thread is done with, no more buffers to come,
+         * give up (what is queued is left), the first error of a thread */
+        uint64_t n_queued, n_done[_OUT_THREADS];
+        bool closing, stop;
+        int thread_error;
+        uint64_t written, writeback_started, writeback_done; /* the writer's */
 };
 
 struct name_cache_item {
@@ -76,7 +113,124 @@ struct writer {
 
 /* ---- output files ---- */
 
+/* Writes the whole of P, N bytes, to FD. */
+static int write_all(int fd, const char *p, size_t n) {
+        for (size_t done = 0; done < n;) {
+                ssize_t k = write(fd, p + done, n - done);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                done += (size_t) k;
+        }
+        return 0;
+}
+
+/* Starts the writeback of what the thread wrote since the last call, by steps of WRITEBACK_STEP,
+ * and waits for the writeback that is more than WRITEBACK_LAG behind: the disk writes while the
+ * trees are read, and dirty pages stay bounded. An error here is the file's (it would not be
+ * reported by fsync again); a file system without sync_file_range() is left to the final fsync. */
+static int out_writeback(struct out *o) {
+        if (o->written - o->writeback_started < WRITEBACK_STEP)
+                return 0;
+        if (sync_file_range(o->fd, (off_t) o->writeback_started,
+                            (off_t) (o->written - o->writeback_started), SYNC_FILE_RANGE_WRITE) < 0)
+                goto fail;
+        o->writeback_started = o->written;
+        if (o->writeback_started - o->writeback_done <= WRITEBACK_LAG)
+                return 0;
+        uint64_t end = o->writeback_started - WRITEBACK_LAG;
+        if (sync_file_range(o->fd, (off_t) o->writeback_done, (off_t) (end - o->writeback_done),
+                            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                    SYNC_FILE_RANGE_WAIT_AFTER) < 0)
+                goto fail;
+        /* written: out of the page cache, whose pages the next writes take again */
+        (void) posix_fadvise(o->fd, (off_t) o->writeback_done, (off_t) (end - o->writeback_done),
+                             POSIX_FADV_DONTNEED);
+        o->writeback_done = end;
+        return 0;
+fail:
+        if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP || errno == ESPIPE) {
+                o->writeback_started = o->writeback_done = UINT64_MAX; /* never again */
+                return 0;
+        }
+        return negative_errno();
+}
+
+static int out_hash_step(struct out *o, const char *p, size_t n) {
+        return bkp_sha_update(o->sha, p, n);
+}
+
+static int out_write_step(struct out *o, const char *p, size_t n) {
+        int r = write_all(o->fd, p, n);
+        if (r < 0)
+                return r;
+        o->written += n;
+        return o->writeback_started != UINT64_MAX ? out_writeback(o) : 0;
+}
+
+/* Thread WHICH: STEP on each buffer queued, in order. After an error, it only counts them. */
+static void out_loop(struct out *o, size_t which, int (*step)(struct out *o, const char *p, size_t n)) {
+        uint64_t *done = &o->n_done[which];
+        int r = 0;
+        pthread_mutex_lock(&o->lock);
+        for (;;) {
+                while (*done == o->n_queued && !o->closing && !o->stop)
+                        pthread_cond_wait(&o->cond, &o->lock);
+                if (o->stop || *done == o->n_queued)
+                        break;
+                size_t i = (size_t) (*done % OUT_BUFS);
+                pthread_mutex_unlock(&o->lock);
+
+                if (r >= 0)
+                        r = step(o, o->bufs[i], o->lens[i]);
+
+                pthread_mutex_lock(&o->lock);
+                if (r < 0 && o->thread_error == 0)
+                        o->thread_error = r;
+                (*done)++;
+                pthread_cond_broadcast(&o->cond);
+        }
+        pthread_mutex_unlock(&o->lock);
+}
+
+static void *out_hasher(void *userdata) {
+        out_loop(userdata, OUT_HASHER, out_hash_step);
+        return NULL;
+}
+
+static void *out_writer(void *userdata) {
+        out_loop(userdata, OUT_WRITER, out_write_step);
+        return NULL;
+}
+
+/* Stops O's threads: once they are done with every buffer queued (at once if STOP). */
+static void out_join(struct out *o, bool stop) {
+        if (o->n_threads == 0)
+                return;
+        pthread_mutex_lock(&o->lock);
+        o->closing = true;
+        o->stop = o->stop || stop;
+        pthread_cond_broadcast(&o->cond);
+        pthread_mutex_unlock(&o->lock);
+        for (size_t i = 0; i < o->n_threads; i++)
+                pthread_join(o->threads[i], NULL);
+        o->n_threads = 0;
+        if (o->error == 0)
+                o->error = o->thread_error;
+}
+
 static void out_release(struct out *o) {
+        out_join(o, true);
+        if (o->threaded) {
+                pthread_mutex_destroy(&o->lock);
+                pthread_cond_destroy(&o->cond);
+                for (size_t i = 0; i < OUT_BUFS; i++)
+                        free(o->bufs[i]);
+                o->buf = NULL; /* one of them */
+                o->threaded = false;
+        }
         if (o->fd >= 0)
                 close(o->fd);
         o->fd = -1;
@@ -86,7 +240,28 @@ static void out_release(struct out *o) {
         o->buf = NULL;
 }
 
-static int out_open(struct writer *w, int dfd, const char *name, struct out *o) {
+static int out_start_threads(struct out *o) {
+        for (size_t i = 0; i < OUT_BUFS; i++)
+                if (!(o->bufs[i] = malloc(OUT_BUF_SIZE)))
+                        return -ENOMEM;
+        o->buf = o->bufs[0];
+
+        /* the threads take no signals: they are the caller's (e.g. Ctrl-C, seen by its callback) */
+        sigset_t all, saved;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &saved);
+        int r = -pthread_create(&o->threads[0], NULL, out_hasher, o);
+        if (r >= 0) {
+                o->n_threads++;
+                r = -pthread_create(&o->threads[1], NULL, out_writer, o);
+                if (r >= 0)
+                        o->n_threads++;
+        }
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        return r;
+}
+
+static int out_open(struct writer *w, int dfd, const char *name, bool threaded, struct out *o) {
         *o = (struct out){ .fd = -1 };
         snprintf(o->name, sizeof(o->name), "%s", name);
         const char *base = strrchr(name, '/');
@@ -95,22 +270,42 @@ static int out_open(struct writer *w, int dfd, const char *name, struct out *o) 
         if (o->fd < 0)
                 return bkp_errorf(w->err, negative_errno(), "cannot create %s in %s: %m", name, w->o->dir);
         o->sha = bkp_sha_new();
-        o->buf = malloc(IO_BUF_SIZE);
-        if (!o->sha || !o->buf)
+        if (!o->sha)
                 return bkp_errorf(w->err, -ENOMEM, "out of memory");
+        int r = 0;
+        if (threaded) {
+                o->threaded = true;
+                pthread_mutex_init(&o->lock, NULL);
+                pthread_cond_init(&o->cond, NULL);
+                r = out_start_threads(o);
+        } else if (!(o->buf = malloc(IO_BUF_SIZE)))
+                r = -ENOMEM;
+        if (r < 0)
+                return bkp_errorf(w->err, r, "cannot start writing %s: %s", name, strerror(-r));
         return 0;
 }
 
+/* Threaded: gives the current buffer to the threads, and takes the next one when it is free. */
+static int out_queue(struct out *o) {
+        pthread_mutex_lock(&o->lock);
+        o->lens[o->n_queued % OUT_BUFS] = o->len;
+        o->n_queued++;
+        pthread_cond_broadcast(&o->cond);
+        while (o->n_queued - MIN(o->n_done[OUT_HASHER], o->n_done[OUT_WRITER]) == OUT_BUFS &&
+               o->thread_error == 0)
+                pthread_cond_wait(&o->cond, &o->lock);
+        int r = o->thread_error;
+        pthread_mutex_unlock(&o->lock);
+        o->buf = o->bufs[o->n_queued % OUT_BUFS];
+        o->len = 0;
+        return r < 0 ? (o->error = r) : 0;
+}
+
+/* Writes out what is buffered (synchronous only). */
 static int out_flush(struct out *o) {
-        for (size_t done = 0; done < o->len;) {
-                ssize_t n = write(o->fd, o->buf + done, o->len - done);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return o->error = negative_errno();
-                }
-                done += (size_t) n;
-        }
+        int r = write_all(o->fd, o->buf, o->len);
+        if (r < 0)
+                return o->error = r;
         o->len = 0;
         return 0;
 }
@@ -118,17 +313,18 @@ static int out_flush(struct out *o) {
 static int out_write(struct out *o, const void *p, size_t n) {
         if (o->error < 0)
                 return o->error;
-        int r = bkp_sha_update(o->sha, p, n);
-        if (r < 0)
+        int r;
+        if (!o->threaded && (r = bkp_sha_update(o->sha, p, n)) < 0)
                 return o->error = r;
         o->size += n;
+        size_t cap = o->threaded ? OUT_BUF_SIZE : IO_BUF_SIZE;
         while (n > 0) {
-                size_t k = MIN(n, IO_BUF_SIZE - o->len);
+                size_t k = MIN(n, cap - o->len);
                 memcpy(o->buf + o->len, p, k);
                 o->len += k;
                 p = (const char *) p + k;
                 n -= k;
-                if (o->len == IO_BUF_SIZE && (r = out_flush(o)) < 0)
+                if (o->len == cap && (r = o->threaded ? out_queue(o) : out_flush(o)) < 0)
                         return r;
         }
         return 0;
@@ -136,7 +332,14 @@ static int out_write(struct out *o, const void *p, size_t n) {
 
 /* Flushes, fsyncs and closes O, and records it in the manifest. */
 static int out_close(struct writer *w, struct out *o) {
-        int r = o->error < 0 ? o->error : out_flush(o);
+        int r = o->error;
+        if (r >= 0 && o->threaded) {
+                if (o->len > 0)
+                        r = out_queue(o);
+                out_join(o, r < 0);
+                r = o->error;
+        } else if (r >= 0)
+                r = out_flush(o);
         if (r >= 0 && fsync(o->fd) < 0)
                 r = negative_errno();
         if (r < 0)
@@ -154,7 +357,7 @@ static int out_close(struct writer *w, struct out *o) {
 
 static int write_whole(struct writer *w, int dfd, const char *name, const char *data, size_t len) {
         struct out o;
-        int r = out_open(w, dfd, name, &o);
+        int r = out_open(w, dfd, name, false, &o);
         if (r >= 0) {
                 r = out_write(&o, data, len);
                 if (r < 0)
@@ -453,8 +656,15 @@ static int write_file(struct writer *w, struct bkp_tree *t, struct bkp_item *it,
         uint64_t pos = 0;
         for (size_t i = 0; r >= 0 && i < nv; i++) {
                 r = feed_zeros(w, a, sha, v[i].off - pos);
-                for (uint64_t off = v[i].off; r >= 0 && off < v[i].off + v[i].len;) {
-                        size_t want = (size_t) MIN((uint64_t) IO_BUF_SIZE, v[i].off + v[i].len - off);
+                uint64_t end = v[i].off + v[i].len, ahead = v[i].off;
+                for (uint64_t off = v[i].off; r >= 0 && off < end;) {
+                        /* keep READ_AHEAD to 2 * READ_AHEAD bytes asked for ahead of the reads */
+                        if (ahead < end && ahead < off + READ_AHEAD) {
+                                uint64_t n = MIN(end, off + 2 * READ_AHEAD) - ahead;
+                                (void) posix_fadvise(fd, (off_t) ahead, (off_t) n, POSIX_FADV_WILLNEED);
+                                ahead += n;
+                        }
+                        size_t want = (size_t) MIN((uint64_t) IO_BUF_SIZE, end - off);
                         ssize_t k = pread(fd, w->buf, want, (off_t) off);
                         if (k < 0 && errno == EINTR)
                                 continue;
@@ -569,11 +779,11 @@ static int write_tree(struct writer *w, struct bkp_tree *t) {
         struct bkp_buf line = {};
 
         snprintf(name, sizeof(name), "%s.tar", t->t->name);
-        int r = out_open(w, w->dirfd, name, &tar);
+        int r = out_open(w, w->dirfd, name, true, &tar);
         if (r < 0)
                 goto finish;
         snprintf(name, sizeof(name), "%s.list", t->t->name);
-        r = out_open(w, w->dirfd, name, &list);
+        r = out_open(w, w->dirfd, name, false, &list);
         if (r < 0)
                 goto finish;
         r = out_write(&list, BKP_LIST_HEADER, strlen(BKP_LIST_HEADER));
@@ -904,7 +1114,7 @@ static int write_manifest(struct writer *w) {
                 return r;
         }
         struct out o;
-        r = out_open(w, w->dirfd, "manifest.tmp", &o);
+        r = out_open(w, w->dirfd, "manifest.tmp", false, &o);
         if (r >= 0) {
                 r = out_write(&o, b.data, b.len);
                 if (r >= 0)

@@ -40,13 +40,16 @@ def parse_size(s):
     return int(s[:-1]) * mult[s[-1]] if s[-1] in mult else int(s)
 
 
-def drop_caches():
-    subprocess.run(["sync"], check=True)
+def drop_caches(paths):
+    # sync -f of the file systems involved only: a plain sync waits for every file system of the
+    # machine, and hangs behind any that another user has frozen or whose device has stopped
+    for p in paths:
+        subprocess.run(["sync", "-f", str(p)], check=True)
     Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
-def timed(argv):
-    drop_caches()
+def timed(argv, paths):
+    drop_caches(paths)
     t0 = time.monotonic()
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
     return time.monotonic() - t0, out
@@ -91,12 +94,12 @@ def main():
             for what in (["tar", "lvss"] if r % 2 == 0 else ["lvss", "tar"]):
                 out = work / f"out-{what}-{r}"
                 if what == "tar":
-                    t, _ = timed(["tar", "-cf", str(out) + ".tar", "-C", str(mnt), "."])
+                    t, _ = timed(["tar", "-cf", str(out) + ".tar", "-C", str(mnt), "."], (mnt, work))
                     tar_s.append(t)
                     os.unlink(str(out) + ".tar")
                 else:
                     t, res = timed([lvssd.cli, "--socket", str(lvssd.socket), "--json", "backup", "--to", str(out),
-                                    str(mnt)])
+                                    str(mnt)], (mnt, work))
                     lvss_s.append(t)
                     if r < args.rounds - 1:
                         shutil.rmtree(out)
@@ -111,7 +114,7 @@ def main():
                 f.write(os.urandom(min(4096, sizes[i])))
         subprocess.run(["sync", "-f", str(mnt)], check=True)
         t_inc, res = timed([lvssd.cli, "--socket", str(lvssd.socket), "--json", "backup", "--type", "incremental",
-                            "--base", str(full), "--to", str(work / "inc"), str(mnt)])
+                            "--base", str(full), "--to", str(work / "inc"), str(mnt)], (mnt, work))
         inc = json.loads(res)
 
         mt, ml = statistics.median(tar_s), statistics.median(lvss_s)
