@@ -256,6 +256,7 @@ struct bkp_tree {
         struct bkp_item *items; /* sorted as the list */
         size_t n, cap;
         struct bkp_list base; /* the base's list (none for a full backup) */
+        uint64_t excluded; /* entries left out (struct bkp_exclude) */
 };
 
 /* Scans T's tree, compares it with T->base, and marks what is to be stored (its lines get id ID);

@@ -79,11 +79,23 @@ typedef enum bkp_type {
 const char *bkp_type_to_string(bkp_type t); /* "full", ... */
 int bkp_type_from_string(const char *s); /* -EINVAL if unknown */
 
+/* Files left out of a tree (a writer's exclude file set): the non-directories whose name matches
+ * FILESPEC (fnmatch(3) without flags) in the directory DIR (relative to the tree's root, "." for the
+ * root), and with RECURSIVE in every directory below it too. Directories are kept (emptied of what is
+ * left out). */
+struct bkp_exclude {
+        const char *dir;
+        const char *filespec;
+        bool recursive;
+};
+
 /* One target: a tree to back up (at backup) or to restore into (at restore). */
 struct bkp_target {
         const char *name; /* e.g. the volume's name */
         const char *root; /* the directory: a shadow's mount point at backup */
         const char *origin; /* where the tree lives normally (e.g. the volume's mount point), recorded */
+        const struct bkp_exclude *excludes; /* at write of a file backup: left out; not recorded */
+        size_t n_excludes;
         /* Image backups only (ROOT is then the image to read: a regular file or a block device). */
         uint64_t size; /* the image's bytes, recorded */
         uint32_t chunk_size; /* a power of two in [4 KiB, 1 MiB], recorded */
@@ -155,6 +167,7 @@ struct bkp_stats {
         uint64_t entries; /* entries in the trees (image backups: chunks in the images) */
         uint64_t entries_stored; /* entries whose content this backup stores */
         uint64_t entries_deleted; /* entries of the base gone since */
+        uint64_t entries_excluded; /* entries left out by the targets' exclude file sets */
         uint64_t bytes_read; /* file content read from the trees */
         uint64_t bytes_written; /* total size of DIR's files */
 };

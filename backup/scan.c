@@ -18,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +187,20 @@ static int read_names(int dfd, struct name_vec *ret) {
         return 0;
 }
 
+/* Whether NAME, a non-directory in the directory PATH of T's tree, is left out. */
+static bool excluded(const struct bkp_target *t, const char *path, const char *name) {
+        for (size_t i = 0; i < t->n_excludes; i++) {
+                const struct bkp_exclude *x = &t->excludes[i];
+                size_t l = strlen(x->dir);
+                bool here = strcmp(path, x->dir) == 0 ||
+                            (x->recursive && (strcmp(x->dir, ".") == 0 ||
+                                              (strncmp(path, x->dir, l) == 0 && path[l] == '/')));
+                if (here && fnmatch(x->filespec, name, 0) == 0)
+                        return true;
+        }
+        return false;
+}
+
 static int scan_dir(struct bkp_tree *t, size_t index, uint64_t root_dev, char *err) {
         char p[BKP_PRETTY_MAX];
         const char *path = t->items[index].e.path;
@@ -223,6 +238,10 @@ static int scan_dir(struct bkp_tree *t, size_t index, uint64_t root_dev, char *e
                 fill_from_statx(&it, &sx);
                 if (!it.e.type)
                         continue; /* a socket */
+                if (it.e.type != BKP_ENTRY_DIR && excluded(t->t, path, name)) {
+                        t->excluded++;
+                        continue;
+                }
                 bool mount = it.dev != root_dev || ((sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
                                                     (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT));
                 if (mount && it.e.type != BKP_ENTRY_DIR)
@@ -406,6 +425,7 @@ int bkp_tree_scan(struct bkp_tree *t, const char *id, struct bkp_stats *stats, s
                 }
         }
         stats->entries += t->n;
+        stats->entries_excluded += t->excluded;
         p->files_total += t->n;
         return 0;
 }

@@ -377,6 +377,42 @@ static int add_component_volumes(sd_bus *bus, struct writer_info *ws, size_t n_w
         return r < 0 ? cli_fail(CLI_EXIT_FAILED, "out of memory") : 0;
 }
 
+/* The writers' exclude file sets that lie in the tree whose origin is ORIGIN, relative to it, into a
+ * new array (*RET, *RET_N; the strings of DIRS, a vector the caller frees, own the relative paths). */
+static int tree_excludes(struct writer_info *ws, size_t n_ws, const char *origin, struct bkp_exclude **ret,
+                         size_t *ret_n, char ***dirs) {
+        struct bkp_exclude *x = NULL;
+        size_t n = 0;
+        for (size_t i = 0; origin && origin[0] && i < n_ws; i++)
+                for (size_t k = 0; ws[i].wmd && k < lvss_wmd_get_n_excludes(ws[i].wmd); k++) {
+                        const lvss_wmd_file_set *f = lvss_wmd_get_exclude(ws[i].wmd, k);
+                        const char *path = lvss_wmd_file_set_get_path(f);
+                        if (!path_under(path, origin))
+                                continue;
+                        size_t l = strlen(origin);
+                        while (l > 1 && origin[l - 1] == '/')
+                                l--;
+                        const char *rel = path[l] == '/' ? path + l + 1 : ".";
+                        if (l == 1) /* the origin is "/" */
+                                rel = path[1] ? path + 1 : ".";
+                        struct bkp_exclude *nx = realloc(x, (n + 1) * sizeof *nx);
+                        if (!nx || cli_strv_push(dirs, rel[0] ? rel : ".") < 0) {
+                                free(nx ? nx : x);
+                                return -ENOMEM;
+                        }
+                        x = nx;
+                        size_t last = 0;
+                        while ((*dirs)[last + 1])
+                                last++;
+                        x[n++] = (struct bkp_exclude){ .dir = (*dirs)[last],
+                                                       .filespec = lvss_wmd_file_set_get_filespec(f),
+                                                       .recursive = lvss_wmd_file_set_get_recursive(f) };
+                }
+        *ret = x;
+        *ret_n = n;
+        return 0;
+}
+
 /* ---- image backups ---- */
 
 /* Each shadow's volume size and chunk size (ListVolumes); 0 or the exit code. */
@@ -550,6 +586,7 @@ static int backup_create(int argc, char **argv) {
         _cleanup_free_ char *found_base = NULL;
         _cleanup_(bkp_document_freep) struct bkp_document *base_doc = NULL;
         _cleanup_strv_ char **doomed = NULL; /* image sets to delete once this backup's is kept */
+        _cleanup_strv_ char **exclude_dirs = NULL; /* owns the excludes' relative directories */
         bool image = false;
         size_t n_keep = 0, n_comps = 0;
         struct bkp_component *comps = NULL;
@@ -870,11 +907,22 @@ static int backup_create(int argc, char **argv) {
                 for (size_t v = 0; volumes && volumes[v]; v++)
                         if (strcmp(volumes[v], s->volume) == 0)
                                 origin = origins[v];
+                /* The writers' exclude lists (files like a database's lock file) are left out. */
+                struct bkp_exclude *ex = NULL;
+                size_t n_ex = 0;
+                if (tree_excludes(ws, n_ws, origin, &ex, &n_ex, &exclude_dirs) < 0) {
+                        r = cli_fail(CLI_EXIT_FAILED, "out of memory");
+                        break;
+                }
                 targets[i] = (struct bkp_target){ .name = s->volume,
                                                   .root = s->mountpoint,
-                                                  .origin = origin[0] ? origin : NULL };
+                                                  .origin = origin[0] ? origin : NULL,
+                                                  .excludes = ex,
+                                                  .n_excludes = n_ex };
         }
         if (r != 0 || interrupted) {
+                for (size_t i = 0; i < b.n_shadows; i++)
+                        free((void *) targets[i].excludes);
                 free(targets);
                 if (r == 0)
                         r = cli_fail(CLI_EXIT_FAILED, "interrupted: nothing was kept");
@@ -911,6 +959,8 @@ static int backup_create(int argc, char **argv) {
         progress_end(&pr);
         uint64_t took = now_usec() - t0;
         free(docs);
+        for (size_t i = 0; i < b.n_shadows; i++)
+                free((void *) targets[i].excludes);
         free(targets);
 
         /* 5. The end of the backup, for the writers and the set. A Ctrl-C that comes once the
@@ -981,6 +1031,8 @@ static int backup_create(int argc, char **argv) {
                 cli_json_uint(&j, stats.entries_stored);
                 cli_json_key(&j, "entries_deleted");
                 cli_json_uint(&j, stats.entries_deleted);
+                cli_json_key(&j, "entries_excluded");
+                cli_json_uint(&j, stats.entries_excluded);
                 cli_json_key(&j, "bytes_read");
                 cli_json_uint(&j, stats.bytes_read);
                 cli_json_key(&j, "bytes_written");
