@@ -1335,6 +1335,49 @@ static bool dead_fuse_mount(const char *path) {
         return false;
 }
 
+/* Whether the backing file BACKING (as the kernel prints it) is a shadow's file under PREFIX. */
+static bool backed_by_shadow(const char *backing, const char *prefix) {
+        return backing && strncmp(backing, prefix, strlen(prefix)) == 0;
+}
+
+/* Exposures an lvssd that was killed left behind (`lvss expose`, and `lvss backup`'s private ones):
+ * read-only mounts from loop devices over the shadows' files of the dead FUSE export, which answer
+ * only errors now. lvssd made them: it takes them away (lazily), and detaches every loop device over
+ * a shadow's file; the volumes' loop devices are their users' and stay. */
+static void release_dead_exposures(struct manager *m) {
+        _cleanup_free_ char *prefix = NULL;
+        struct mount_entry **all = NULL;
+        size_t n_all = 0;
+        if (asprintf(&prefix, "%s/shadows/", m->dev_dir) < 0 || mounts_read_all(&all, &n_all) < 0)
+                return;
+        for (size_t i = n_all; i > 0; i--) { /* the last mounted first */
+                struct mount_entry *e = all[i - 1];
+                _cleanup_free_ char *backing = NULL;
+                if (!e->source || strncmp(e->source, "/dev/loop", 9) != 0 ||
+                    loopdev_backing_file(e->source, &backing) < 0 || !backed_by_shadow(backing, prefix))
+                        continue;
+                if (umount2(e->mountpoint, MNT_DETACH) < 0)
+                        fprintf(stderr, "lvssd: cannot unmount %s, an exposure an earlier lvssd left: %m\n",
+                                e->mountpoint);
+                else
+                        fprintf(stderr, "lvssd: unmounted %s, an exposure of a shadow an earlier lvssd left\n",
+                                e->mountpoint);
+        }
+        mounts_free_all(all, n_all);
+        DIR *d = opendir("/sys/block");
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+                _cleanup_free_ char *backing = NULL, *node = NULL;
+                if (strncmp(de->d_name, "loop", 4) != 0 || loopdev_backing_file(de->d_name, &backing) < 0 ||
+                    !backed_by_shadow(backing, prefix) || asprintf(&node, "/dev/%s", de->d_name) < 0)
+                        continue;
+                if (loopdev_detach(node) >= 0)
+                        fprintf(stderr, "lvssd: detached %s, over a shadow of an earlier lvssd\n", node);
+        }
+        if (d)
+                closedir(d);
+}
+
 /* The backup history is a convenience (every backup names its base): a file that cannot be read is
  * moved aside, with a line in the log, and lvssd starts with an empty history. */
 static int load_history(struct manager *m) {
@@ -1401,7 +1444,9 @@ int manager_startup(struct manager *m, sd_bus_error *error) {
                 return bus_error_setf(error, negative_errno(), NULL, "Cannot create %s: %s.", vdir,
                                       strerror(errno));
 
-        /* FUSE mounts left by lvssds that were killed answer ENOTCONN: take them all away. */
+        /* FUSE mounts left by lvssds that were killed answer ENOTCONN: take them all away, and the
+         * exposures of their shadows first. */
+        release_dead_exposures(m); /* no lvssd serves them now (lvssd.c's probe_running) */
         for (int i = 0; i < 64 && dead_fuse_mount(m->dev_dir); i++)
                 if (umount2(m->dev_dir, MNT_DETACH) < 0)
                         break;
