@@ -1335,6 +1335,115 @@ static bool dead_fuse_mount(const char *path) {
         return false;
 }
 
+/*
+ * The FUSE guardian: a child process, forked once the export serves, that watches lvssd and aborts
+ * its FUSE connection (fusectl) if lvssd is dying but cannot finish. lvssd's own threads do I/O
+ * through its own export (syncfs, FIFREEZE and FITHAW of the volumes' file systems, the mount of an
+ * exposure): SIGKILLed meanwhile, such a thread waits in the kernel for writeback that only lvssd's
+ * FUSE workers, dead already, would serve, and /dev/fuse is not closed (the connection not aborted)
+ * while it waits: a deadlock. Dying is told apart from busy by the kernel's own signs: a pending
+ * SIGKILL, or a zombie group leader with threads still running; while lvssd's process exists its
+ * /dev/fuse keeps the connection, so the connection number cannot have gone to another mount.
+ * After fork() only system calls: the paths are made before it.
+ */
+struct fuse_guardian_paths {
+        char status[64]; /* /proc/PID/status */
+        char abort[96]; /* /sys/fs/fuse/connections/N/abort */
+};
+
+/* Parses the hexadecimal or decimal number after KEY in BUF (a /proc status), 0 if absent. */
+static unsigned long long status_field(const char *buf, const char *key, int base) {
+        for (const char *p = buf; *p; p++) {
+                if (p != buf && p[-1] != '\n')
+                        continue;
+                size_t k = 0;
+                while (key[k] && p[k] == key[k])
+                        k++;
+                if (key[k])
+                        continue;
+                p += k;
+                while (*p == ' ' || *p == '\t')
+                        p++;
+                unsigned long long v = 0;
+                for (;; p++) {
+                        int d = *p >= '0' && *p <= '9'   ? *p - '0'
+                                : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10
+                                                         : -1;
+                        if (d < 0 || d >= base)
+                                break;
+                        v = v * (unsigned) base + (unsigned) d;
+                }
+                return v;
+        }
+        return 0;
+}
+
+static bool status_state_is(const char *buf, char state) {
+        for (const char *p = buf; *p; p++)
+                if ((p == buf || p[-1] == '\n') && strncmp(p, "State:", 6) == 0) {
+                        p += 6;
+                        while (*p == ' ' || *p == '\t')
+                                p++;
+                        return *p == state;
+                }
+        return false;
+}
+
+static _Noreturn void fuse_guardian_main(const struct fuse_guardian_paths *p) {
+        (void) close_range(0, ~0u, 0); /* /dev/fuse above all */
+        const struct timespec tick = { .tv_nsec = 100 * 1000 * 1000 };
+        char buf[4096];
+        for (;;) {
+                (void) nanosleep(&tick, NULL);
+                int fd = open(p->status, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        _exit(0); /* gone: its connection went with it */
+                ssize_t n = read(fd, buf, sizeof buf - 1);
+                close(fd);
+                if (n <= 0)
+                        _exit(0);
+                buf[n] = 0;
+                bool killed = ((status_field(buf, "ShdPnd:", 16) | status_field(buf, "SigPnd:", 16)) >> 8) & 1;
+                bool zombie = status_state_is(buf, 'Z');
+                unsigned long long threads = status_field(buf, "Threads:", 10);
+                if (zombie && threads <= 1)
+                        _exit(0); /* all its threads ended: so did the connection */
+                if (!killed && !zombie)
+                        continue;
+                /* Dying, with a thread still in the kernel: abort the connection. */
+                int a = open(p->abort, O_WRONLY | O_CLOEXEC);
+                bool mounted = false;
+                if (a < 0 && errno == ENOENT &&
+                    mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, NULL) == 0) {
+                        mounted = true;
+                        a = open(p->abort, O_WRONLY | O_CLOEXEC);
+                }
+                if (a >= 0) {
+                        (void) !write(a, "1", 1);
+                        close(a);
+                }
+                if (mounted)
+                        (void) umount2("/sys/fs/fuse/connections", MNT_DETACH);
+                _exit(a >= 0 ? 2 : 3);
+        }
+}
+
+static void fuse_guardian_start(struct manager *m) {
+        struct fuse_guardian_paths p;
+        struct stat st;
+        if (stat(m->dev_dir, &st) < 0 || major(st.st_dev) != 0)
+                return;
+        snprintf(p.status, sizeof p.status, "/proc/%d/status", (int) getpid());
+        snprintf(p.abort, sizeof p.abort, "/sys/fs/fuse/connections/%u/abort", minor(st.st_dev));
+        pid_t pid = fork();
+        if (pid == 0)
+                fuse_guardian_main(&p);
+        if (pid < 0)
+                fprintf(stderr, "lvssd: cannot start the FUSE guardian: %m; a SIGKILL during a freeze may "
+                                "then leave lvssd stuck\n");
+        /* Not waited for: it ends with lvssd; init reaps it. */
+}
+
 /* Whether the backing file BACKING (as the kernel prints it) is a shadow's file under PREFIX. */
 static bool backed_by_shadow(const char *backing, const char *prefix) {
         return backing && strncmp(backing, prefix, strlen(prefix)) == 0;
@@ -1463,6 +1572,7 @@ int manager_startup(struct manager *m, sd_bus_error *error) {
         r = fuse_export_start(m->export);
         if (r < 0)
                 return bus_error_setf(error, r, NULL, "Cannot start the FUSE export: %s.", strerror(-r));
+        fuse_guardian_start(m);
 
         r = catalog_load(&c, m->catalog_path);
         if (r < 0) {

@@ -32,7 +32,9 @@
 #
 # Three tests: test_kill_lvssd (cow, hold, commit, revert), test_kill_lvssd_during_backup (a killed
 # backup's exposures are taken away by the next lvssd: found here, fixed in manager_startup), and
-# test_kill_lvssd_during_freeze (see its mark).
+# test_kill_lvssd_during_freeze (a kill inside FIFREEZE's flush left lvssd unable to die, its threads
+# waiting for writeback only its dead FUSE workers would serve: found here, fixed by lvssd's FUSE
+# guardian, which aborts the connection of an lvssd that is dying).
 # Leaks are looked for only among loop devices over the FUSE export of this test's own lvssd
 # (device number taken while it runs, the same devices and files after the kill): FUSE device
 # numbers are reused, so nobody else's loop device or mount is ever touched.
@@ -797,12 +799,6 @@ def test_kill_lvssd_during_backup(lvssd_stopped, rng, duration):
     check_counts(c)
 
 
-@pytest.mark.xfail(reason="lvssd SIGKILLed while FIFREEZE flushes through its own FUSE export cannot die: the "
-                          "freezing threads wait for writeback that only lvssd's dead FUSE workers would serve, and "
-                          "/dev/fuse is not closed (the connection not aborted) until every thread has exited. The "
-                          "filesystem stays half frozen (writes block, FITHAW blocks) until the FUSE connection is "
-                          "aborted by hand (/sys/fs/fuse/connections/N/abort). service/sset.c, worker_main/"
-                          "freeze_all; also possible in sync_passes (syncfs) and the thaw.", strict=False)
 def test_kill_lvssd_during_freeze(lvssd_stopped, rng, duration):
     """SIGKILL as soon as a set's freeze window opens (the guardian forked, FIFREEZE running), for a
     third of DURATION."""
