@@ -24,20 +24,6 @@ MiB = 1 << 20
 SIZE = 128 * MiB
 
 
-def file_sha(path, length=None):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        left = length
-        while left is None or left > 0:
-            b = f.read(4 * MiB if left is None else min(4 * MiB, left))
-            if not b:
-                break
-            h.update(b)
-            if left is not None:
-                left -= len(b)
-    return h.hexdigest()
-
-
 def tree_digest(root):
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
@@ -64,7 +50,7 @@ def kept_sets(lvssd):
 
 def shadow_sha(lvssd, set_id):
     [s] = [s for s in lvssd.shadows() if s["set"] == set_id]
-    return file_sha(s["path"])
+    return d.file_sha256(s["path"])
 
 
 def image_backup(lvssd, to, *args, target):
@@ -120,7 +106,7 @@ def test_image_chain_restores_byte_identical(lvssd, vol):
         lvssd.ok("backup", "verify", out / name)
         dest = lvssd.root / f"restore-{name}"
         lvssd.ok("restore", out / name, "--to", dest)
-        assert file_sha(dest / "data.img") == want, f"{name} does not restore to its moment's bytes"
+        assert d.file_sha256(dest / "data.img") == want, f"{name} does not restore to its moment's bytes"
         (dest / "data.img").unlink()
 
     # Onto the volume: refused while mounted (nothing changed), then in place once unmounted.
@@ -131,7 +117,7 @@ def test_image_chain_restores_byte_identical(lvssd, vol):
     assert tree_digest(mnt) == live, "a refused restore must change nothing"
     lvssd.host.drop_fs(dev, mnt)
     lvssd.ok("restore", out / "inc2")
-    assert file_sha(lvssd.volume_path("data")) == moments["inc2"]
+    assert d.file_sha256(lvssd.volume_path("data")) == moments["inc2"]
     fsck = subprocess.run(["e2fsck", "-fn", str(lvssd.volume_path("data"))], capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     dev = lvssd.host.attach(lvssd.volume_path("data"))
@@ -210,19 +196,19 @@ def test_two_volumes_restore_checks_every_target_first(lvssd):
     (devs["a"][1] / "g").write_bytes(os.urandom(MiB))
     sync(devs["a"][1])
     lvssd.host.drop_fs(*devs["a"])
-    before_a = file_sha(lvssd.volume_path("a"))
+    before_a = d.file_sha256(lvssd.volume_path("a"))
     err = lvssd.fails(1, "restore", out / "full")
     assert "volume b is mounted" in err and "nothing was changed" in err, err
-    assert file_sha(lvssd.volume_path("a")) == before_a, "volume a was written before b was checked"
+    assert d.file_sha256(lvssd.volume_path("a")) == before_a, "volume a was written before b was checked"
     lvssd.host.drop_fs(*devs["b"])
     lvssd.ok("restore", out / "full")
     for n in ("a", "b"):
-        assert file_sha(lvssd.volume_path(n)) == moment[n]
+        assert d.file_sha256(lvssd.volume_path(n)) == moment[n]
 
 
 def shadow_sha_of(lvssd, set_id, volume):
     [s] = [s for s in lvssd.shadows() if s["set"] == set_id and s["volume"] == volume]
-    return file_sha(s["path"])
+    return d.file_sha256(s["path"])
 
 
 def test_chains_survive_a_restart_and_each_other(lvssd):
@@ -254,7 +240,7 @@ def test_chains_survive_a_restart_and_each_other(lvssd):
     want = {n: shadow_sha_of(lvssd, inc["set"], n) for n in ("a", "b")}
     lvssd.ok("restore", out / "ab-inc", "--to", lvssd.root / "r")
     for n in ("a", "b"):
-        assert file_sha(lvssd.root / "r" / f"{n}.img") == want[n]
+        assert d.file_sha256(lvssd.root / "r" / f"{n}.img") == want[n]
 
     # Killed (SIGKILL) while it writes: its set goes with its connection.
     kept = kept_sets(lvssd)

@@ -50,6 +50,22 @@ def fill(path):
     return filler
 
 
+def rewrite_until_error(path, mib):
+    """Rewrites the first MIB MiB of PATH with random bytes, a MiB at a time, each synced; the first
+    OSError, or None if every write succeeded."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        for i in range(mib):
+            try:
+                os.pwrite(fd, os.urandom(MiB), i * MiB)
+                os.fsync(fd)
+            except OSError as e:
+                return e
+    finally:
+        os.close(fd)
+    return None
+
+
 def test_full_state_directory_protects_the_volume(small_state):
     lvssd = small_state
     lvssd.create_volume("v", "24M")
@@ -128,18 +144,7 @@ def test_protect_snapshots_policy_fails_the_write_and_keeps_every_shadow(lvssd):
         s = lvssd.json("create", "--no-writers", "--context", "app-rollback", "v")["shadows"][0]
         shadows.append((s["id"], sha(read_all(path, 32 * MiB))))
     # Rewriting the whole volume needs 32M of diff area: the writes past 4M fail.
-    fd = os.open(path, os.O_WRONLY)
-    failed = None
-    try:
-        for i in range(32):
-            try:
-                os.pwrite(fd, os.urandom(MiB), i * MiB)
-                os.fsync(fd)
-            except OSError as e:
-                failed = e
-                break
-    finally:
-        os.close(fd)
+    failed = rewrite_until_error(path, 32)
     assert failed is not None and failed.errno in (5, 28), failed  # EIO or ENOSPC
     left = {s["id"]: s for s in lvssd.shadows()}
     assert set(left) == {sid for sid, _ in shadows}, "protect-snapshots must keep every shadow"
@@ -166,18 +171,7 @@ def test_full_state_directory_under_protect_snapshots(small_state):
     s = lvssd.json("create", "--no-writers", "--context", "app-rollback", "v")["shadows"][0]
     want = sha(read_all(path, 24 * MiB))
     fill(lvssd.state)
-    fd = os.open(path, os.O_WRONLY)
-    failed = None
-    try:
-        for i in range(24):
-            try:
-                os.pwrite(fd, os.urandom(MiB), i * MiB)
-                os.fsync(fd)
-            except OSError as e:
-                failed = e
-                break
-    finally:
-        os.close(fd)
+    failed = rewrite_until_error(path, 24)
     assert failed is not None and failed.errno in (5, 28), failed
     assert [x["id"] for x in lvssd.shadows()] == [s["id"]]
     assert sha(read_all(s["path"], 24 * MiB)) == want, "the shadow must still read its moment"

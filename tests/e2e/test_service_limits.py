@@ -9,7 +9,7 @@
 import time
 
 import daemon as d
-from daemon import EXIT_NO_SPACE, EXIT_USAGE, MiB
+from daemon import EXIT_NO_SPACE, EXIT_USAGE
 
 
 def rss_kib(pid):

@@ -53,8 +53,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 import daemon
 from daemon import MiB
 
@@ -554,7 +552,6 @@ class Run:
         # Loops over the current export (ours alone), and those over the killed lvssd's export that
         # are still the same devices over the same files (the test detached its own already).
         now = loops_by_backdev({self.devno})
-        listed = {}
         old = {}
         if self.before_kill:
             for dev, bf in loops_by_backdev({self.killed_devno}).items():
