@@ -488,3 +488,29 @@ def test_restore_in_place(lvssd, tree):
     lvssd.ok("restore", out)
     assert digest(tree) == want
     assert not (tree / ".lvss-restore-incomplete").exists()
+
+
+def test_backup_and_restore_paths_never_follow_a_planted_link(lvssd, tree):
+    """--to given as a symlink (to an empty directory elsewhere) is refused, writing nothing there; a
+    non-empty --to is refused, its files untouched; an image restore whose --to DIR/VOLUME.img is a
+    planted symlink does not write through it."""
+    (tree / "f").write_bytes(b"data\n")
+    sync(tree)
+    elsewhere = lvssd.root / "elsewhere"
+    elsewhere.mkdir()
+    link = lvssd.root / "link"
+    link.symlink_to(elsewhere)
+    lvssd.fails(d.EXIT_FAILED, "backup", "--to", link, tree)
+    assert list(elsewhere.iterdir()) == [] and link.is_symlink()
+    assert lvssd.shadows() == []
+
+    out = lvssd.root / "img"
+    lvssd.ok("backup", "--image", "--to", out, tree)
+    victim = lvssd.root / "victim"
+    victim.write_bytes(b"not yours\n")
+    dest = lvssd.root / "dest"
+    dest.mkdir()
+    (dest / "data.img").symlink_to(victim)
+    err = lvssd.fails(d.EXIT_FAILED, "restore", out, "--to", dest)
+    assert "data.img" in err, err
+    assert victim.read_bytes() == b"not yours\n"
