@@ -313,6 +313,24 @@ def test_writer_crash_mid_freeze(lvssd, writers):
     assert lvssd.alive()
 
 
+@pytest.mark.parametrize("event,name", [("prepare-for-backup", "PrepareForBackup"),
+                                        ("prepare-for-snapshot", "PrepareForSnapshot"), ("freeze", "Freeze"),
+                                        ("thaw", "Thaw"), ("post-snapshot", "PostSnapshot")])
+def test_writer_crash_at_each_event(lvssd, writers, event, name):
+    """A writer that crashes (abort()) at any event of the set fails it (exit 4), nothing is made or
+    left frozen, and the other writer is told Abort."""
+    mnt = ext4_volume(lvssd)
+    writers.start("app", paths=[mnt / "data"])
+    writers.start("crashy", paths=[mnt / "data"], on=[f"{event}=crash"])
+    err = lvssd.fails(d.EXIT_WRITER, "create", mnt)
+    assert f"crashy disconnected during {name}" in err, err
+    assert_nothing_made(lvssd, mnt)
+    assert writers.procs["crashy"].wait(timeout=10) != 0
+    assert writers.wait_last("app", "abort")[-1] == "abort"
+    (mnt / "data" / "after").write_bytes(b"writable\n")
+    assert lvssd.alive()
+
+
 def test_writer_disconnect_at_thaw_discards_the_shadows(lvssd, writers):
     mnt = ext4_volume(lvssd)
     writers.start("quitter", paths=[mnt / "data"], on=["thaw=exit"])
