@@ -844,7 +844,16 @@ static int method_keep_shadow_set(sd_bus_message *msg, void *userdata, sd_bus_er
         if (!set)
                 return bus_error_setf(error, -ENOENT, LVSS_ERROR_NOT_FOUND,
                                       "There is no shadow copy set %s: see `lvss list sets`.", id);
+        bool was = set->owner != 0;
         set->owner = 0;
+        if (was && set->persistent) {
+                r = manager_save_catalog(m);
+                if (r < 0)
+                        return bus_error_setf(error, r, NULL,
+                                              "Cannot record set %s in the catalog: %s; it would not survive a "
+                                              "restart.",
+                                              id, strerror(-r));
+        }
         return sd_bus_reply_method_return(msg, "");
 }
 

@@ -15,12 +15,14 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
@@ -171,10 +173,14 @@ static void sset_free(struct sset *s) {
         free(s);
 }
 
+static void fuse_guardian_stop(struct manager *m);
+
 void manager_free(struct manager *m) {
         if (!m)
                 return;
-        /* The export goes first: it must stop touching volumes before they close. */
+        /* The export goes first: it must stop touching volumes before they close. Its guardian
+         * before it: once unmounted, its connection number may go to another mount. */
+        fuse_guardian_stop(m);
         fuse_export_free(m->export);
         for (size_t i = 0; i < m->n_shadows; i++)
                 shadow_free(m->shadows[i]);
@@ -380,44 +386,52 @@ int manager_delete_shadow(struct manager *m, struct shadow *s, sd_bus_error *err
         return 0;
 }
 
+/* Unexposes and deletes the shadows of SET (but those still being made, the set job's to discard);
+ * true if none is left. */
+static bool release_set(struct manager *m, struct sset *set, bool *persistent) {
+        bool left = false;
+        for (size_t k = 0; k < m->n_shadows;) {
+                struct shadow *s = m->shadows[k];
+                if (strcmp(s->set_id, set->id) != 0 || s->pending) {
+                        left |= strcmp(s->set_id, set->id) == 0;
+                        k++;
+                        continue;
+                }
+                _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+                manager_refresh_exposed(s);
+                char **mps = NULL;
+                for (size_t x = 0; s->exposed && s->exposed[x]; x++)
+                        (void) strv_push(&mps, s->exposed[x]);
+                for (size_t x = 0; mps && mps[x]; x++) {
+                        _cleanup_(sd_bus_error_free) sd_bus_error ue = SD_BUS_ERROR_NULL;
+                        if (manager_unexpose(m, mps[x], &ue) < 0)
+                                fprintf(stderr, "lvssd: cannot unexpose shadow %s at %s: %s\n", s->id, mps[x],
+                                        ue.message ? ue.message : "unknown error");
+                }
+                strv_free(mps);
+                bool p = s->persistent;
+                if (manager_delete_shadow(m, s, &e) < 0) {
+                        fprintf(stderr, "lvssd: cannot release shadow %s yet: %s\n", s->id,
+                                e.message ? e.message : "unknown error");
+                        left = true;
+                        k++;
+                } else
+                        *persistent |= p;
+        }
+        return !left;
+}
+
 void manager_release_sets_of(struct manager *m, uint64_t owner) {
         bool persistent = false;
-        if (owner == 0)
-                return;
         for (size_t i = 0; i < m->n_sets; i++) {
                 struct sset *set = m->sets[i];
-                if (set->owner != owner)
+                if (!(owner ? set->owner == owner : set->release_pending))
                         continue;
-                fprintf(stderr, "lvssd: set %s: its requester's connection closed; releasing it\n", set->id);
-                /* Its shadows, unexposed first (lvssd made those mounts); one still being made is the
-                 * set job's to discard. */
-                for (size_t k = 0; k < m->n_shadows;) {
-                        struct shadow *s = m->shadows[k];
-                        if (strcmp(s->set_id, set->id) != 0 || s->pending) {
-                                k++;
-                                continue;
-                        }
-                        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
-                        manager_refresh_exposed(s);
-                        char **mps = NULL;
-                        for (size_t x = 0; s->exposed && s->exposed[x]; x++)
-                                (void) strv_push(&mps, s->exposed[x]);
-                        for (size_t x = 0; mps && mps[x]; x++) {
-                                _cleanup_(sd_bus_error_free) sd_bus_error ue = SD_BUS_ERROR_NULL;
-                                if (manager_unexpose(m, mps[x], &ue) < 0)
-                                        fprintf(stderr, "lvssd: cannot unexpose shadow %s at %s: %s\n", s->id,
-                                                mps[x], ue.message ? ue.message : "unknown error");
-                        }
-                        strv_free(mps);
-                        bool p = s->persistent;
-                        if (manager_delete_shadow(m, s, &e) < 0) {
-                                fprintf(stderr, "lvssd: cannot release shadow %s: %s\n", s->id,
-                                        e.message ? e.message : "unknown error");
-                                k++;
-                        } else
-                                persistent |= p;
-                }
-                set->owner = 0;
+                if (!set->release_pending)
+                        fprintf(stderr, "lvssd: set %s: its requester's connection closed; releasing it\n",
+                                set->id);
+                /* What cannot go yet (an exposure in use) is tried again at the next calls. */
+                set->release_pending = !release_set(m, set, &persistent);
         }
         manager_gc_sets(m);
         if (persistent)
@@ -426,6 +440,11 @@ void manager_release_sets_of(struct manager *m, uint64_t owner) {
 
 void manager_prune_vanished(struct manager *m) {
         bool changed = false;
+        for (size_t i = 0; i < m->n_sets; i++)
+                if (m->sets[i]->release_pending) {
+                        manager_release_sets_of(m, 0);
+                        break;
+                }
         for (size_t i = 0; i < m->n_shadows;) {
                 struct shadow *s = m->shadows[i];
                 struct lvss_psnap ps;
@@ -467,9 +486,12 @@ int manager_save_catalog(struct manager *m) {
                 if (r < 0)
                         goto out;
         }
+        /* A persistent set still tied to its requester (AutoRelease, not yet kept) is left out: should
+         * lvssd die before it is kept, the next start deletes its snapshots, which the catalog
+         * never heard of, as it would have gone with its requester. */
         for (size_t i = 0; i < m->n_sets; i++) {
                 struct sset *s = m->sets[i];
-                if (!s->persistent)
+                if (!s->persistent || s->owner)
                         continue;
                 r = catalog_add_set(&c, s->id, context_to_string(s->context), s->created_usec, s->hold_usec);
                 if (r < 0)
@@ -477,7 +499,8 @@ int manager_save_catalog(struct manager *m) {
         }
         for (size_t i = 0; i < m->n_shadows; i++) {
                 struct shadow *s = m->shadows[i];
-                if (!s->persistent)
+                struct sset *set = s->persistent ? manager_find_set(m, s->set_id) : NULL;
+                if (!s->persistent || (set && set->owner))
                         continue;
                 r = catalog_add_shadow(&c, s->id, s->set_id, s->volume->name, s->snap_id,
                                        context_to_string(s->context), s->created_usec);
@@ -1347,6 +1370,7 @@ static bool dead_fuse_mount(const char *path) {
  * After fork() only system calls: the paths are made before it.
  */
 struct fuse_guardian_paths {
+        pid_t lvssd;
         char status[64]; /* /proc/PID/status */
         char abort[96]; /* /sys/fs/fuse/connections/N/abort */
 };
@@ -1390,11 +1414,20 @@ static bool status_state_is(const char *buf, char state) {
 }
 
 static _Noreturn void fuse_guardian_main(const struct fuse_guardian_paths *p) {
-        (void) close_range(0, ~0u, 0); /* /dev/fuse above all */
+        if (close_range(0, ~0u, 0) < 0) /* /dev/fuse above all */
+                for (int fd = 0; fd < 65536; fd++)
+                        (void) close(fd);
+        sigset_t none;
+        sigemptyset(&none);
+        (void) sigprocmask(SIG_SETMASK, &none, NULL); /* lvssd blocks SIGTERM for its event loop */
         const struct timespec tick = { .tv_nsec = 100 * 1000 * 1000 };
         char buf[4096];
         for (;;) {
                 (void) nanosleep(&tick, NULL);
+                /* Reparented: lvssd's process has ended whole, and its connection with it (and its
+                 * PID may be another's now). */
+                if (getppid() != p->lvssd)
+                        _exit(0);
                 int fd = open(p->status, O_RDONLY | O_CLOEXEC);
                 if (fd < 0)
                         _exit(0); /* gone: its connection went with it */
@@ -1433,6 +1466,7 @@ static void fuse_guardian_start(struct manager *m) {
         struct stat st;
         if (stat(m->dev_dir, &st) < 0 || major(st.st_dev) != 0)
                 return;
+        p.lvssd = getpid();
         snprintf(p.status, sizeof p.status, "/proc/%d/status", (int) getpid());
         snprintf(p.abort, sizeof p.abort, "/sys/fs/fuse/connections/%u/abort", minor(st.st_dev));
         pid_t pid = fork();
@@ -1441,7 +1475,16 @@ static void fuse_guardian_start(struct manager *m) {
         if (pid < 0)
                 fprintf(stderr, "lvssd: cannot start the FUSE guardian: %m; a SIGKILL during a freeze may "
                                 "then leave lvssd stuck\n");
-        /* Not waited for: it ends with lvssd; init reaps it. */
+        m->fuse_guardian = pid;
+}
+
+/* Before the export is unmounted (its connection number then free for another mount). */
+static void fuse_guardian_stop(struct manager *m) {
+        if (m->fuse_guardian <= 0)
+                return;
+        (void) kill(m->fuse_guardian, SIGKILL);
+        (void) waitpid(m->fuse_guardian, NULL, 0);
+        m->fuse_guardian = 0;
 }
 
 /* Whether the backing file BACKING (as the kernel prints it) is a shadow's file under PREFIX. */

@@ -78,6 +78,7 @@ struct sset {
         uint64_t hold_usec;
         bool persistent; /* its shadows are (a persistent context, or the Persistent option) */
         uint64_t owner; /* AutoRelease: the serial of the connection whose closing deletes it; 0: none */
+        bool release_pending; /* its requester went, but a shadow could not go yet: retried */
         char **writers; /* names of the writers that took part (not kept across restarts) */
 };
 
@@ -110,6 +111,7 @@ struct manager {
         struct conn *conns;
         unsigned n_conns;
         uint64_t conn_serial; /* the last serial given to a connection (never 0) */
+        pid_t fuse_guardian; /* manager.c: aborts the FUSE connection of a dying lvssd; 0: none */
         gid_t gid_read, gid_admin, gid_writers; /* (gid_t) -1 when the group does not exist */
 
         fuse_export *export;
@@ -165,7 +167,8 @@ int manager_add_shadow(struct manager *m, struct volume *v, const char *id, cons
                        struct shadow **ret);
 /* The serial of the peer connection BUS (lvssd's socket), 0 for any other (the system bus). */
 uint64_t manager_conn_serial(struct manager *m, sd_bus *bus);
-/* The connection of serial OWNER closed: unexposes and deletes the sets it owned (AutoRelease). */
+/* The connection of serial OWNER closed: unexposes and deletes the sets it owned (AutoRelease);
+ * OWNER 0: tries again the releases that could not finish (manager_prune_vanished does). */
 void manager_release_sets_of(struct manager *m, uint64_t owner);
 
 int manager_add_set(struct manager *m, const char *id, lvss_context ctx, bool persistent, uint64_t created_usec,

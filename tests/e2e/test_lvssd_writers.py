@@ -764,3 +764,69 @@ def test_complete_backup_and_restore_events(lvssd, writers):
     assert len(rows[-4][3]) == 36 and rows[-4][3] != s, rows[-4]
     code, err = busctl(lvssd, "PreRestore", "sasa{ss}", "ghost", 0, 0)
     assert code != 0 and "no writer ghost" in err.lower(), err
+
+
+def test_auto_release_sets(lvssd_stopped):
+    """AutoRelease: a set goes when its requester's connection closes; a persistent one that was not
+    kept does not survive an lvssd crash (it never entered the catalog), one kept does; a release
+    held up by an exposure in use is done once the exposure can go."""
+    import dbus
+
+    lvssd = lvssd_stopped.start()
+    lvssd.create_volume("v", "16M")
+
+    def connect():
+        return dbus.connection.Connection(f"unix:path={lvssd.socket}")
+
+    def create(conn, **opts):
+        mgr = dbus.Interface(conn.get_object("org.lvss", "/org/lvss", introspect=False), "org.lvss.Manager1")
+        options = dbus.Dictionary({k: dbus.Boolean(v) for k, v in opts.items()}, signature="sv")
+        return str(mgr.CreateShadowSet(["v"], "backup", options, timeout=60)[0])
+
+    def sets():
+        return {s["id"] for s in lvssd.json("list", "sets")}
+
+    def wait_gone(set_id, timeout=10):
+        deadline = time.monotonic() + timeout
+        while set_id in sets() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return set_id not in sets()
+
+    # Non-persistent: gone with the connection.
+    c = connect()
+    s1 = create(c, AutoRelease=True)
+    assert s1 in sets()
+    c.close()
+    assert wait_gone(s1)
+
+    # Persistent, not kept, lvssd killed: the next start deletes it.
+    c = connect()
+    s2 = create(c, AutoRelease=True, Persistent=True)
+    kept = connect()
+    s3 = create(kept, AutoRelease=True, Persistent=True)
+    dbus.Interface(kept.get_object("org.lvss", "/org/lvss", introspect=False),
+                   "org.lvss.Manager1").KeepShadowSet(s3)
+    lvssd.kill()
+    c.close()
+    kept.close()
+    lvssd.start()
+    assert s2 not in sets(), "an unkept AutoRelease set must not survive a crash"
+    assert s3 in sets(), "a kept one must"
+
+    # An exposure in use holds the release up; it finishes once the exposure can go.
+    dev, mnt = lvssd.host.new_fs(lvssd.volume_path("v"), "ext4", lvssd.root / "mnt")
+    c = connect()
+    s4 = create(c, AutoRelease=True)
+    [sh] = [s for s in lvssd.shadows() if s["set"] == s4]
+    exp = lvssd.expose(sh["id"], lvssd.root / "exp")
+    busy = os.open(str(exp), os.O_RDONLY)
+    os.chdir(exp)
+    try:
+        c.close()
+        time.sleep(1)
+        assert s4 in sets(), "the release waits while the exposure is in use"
+    finally:
+        os.chdir("/")
+        os.close(busy)
+    assert wait_gone(s4), "the release must finish once the exposure is free"
+    lvssd.host.untrack_mount(exp)
