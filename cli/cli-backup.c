@@ -416,30 +416,47 @@ static int tree_excludes(struct writer_info *ws, size_t n_ws, const char *origin
 /* ---- image backups ---- */
 
 /* Each shadow's volume size and chunk size (ListVolumes); 0 or the exit code. */
-static int image_geometry(struct backup_run *b) {
+/* Volume NAME's size, chunk size and file (ListVolumes): 0 with *RET_FOUND, or the exit code. */
+static int volume_lookup(sd_bus *bus, const char *name, bool *ret_found, uint64_t *ret_size, uint32_t *ret_chunk,
+                         char **ret_path) {
         _cleanup_bus_message_ sd_bus_message *reply = NULL;
-        const char *name, *provider, *path;
+        const char *vname, *provider, *path;
         uint64_t size, used, allocated, max;
         uint32_t chunk, n_shadows;
-        int r = cli_call(b->bus, "ListVolumes", &reply, "");
+        int r = cli_call(bus, "ListVolumes", &reply, "");
         if (r != 0)
                 return r;
+        *ret_found = false;
         r = sd_bus_message_enter_container(reply, 'a', "(sstusuttt)");
-        while (r >= 0 && (r = sd_bus_message_read(reply, "(sstusuttt)", &name, &provider, &size, &chunk, &path,
-                                                   &n_shadows, &used, &allocated, &max)) > 0)
-                for (size_t i = 0; i < b->n_shadows; i++)
-                        if (strcmp(b->shadows[i].volume, name) == 0) {
-                                b->shadows[i].size = size;
-                                b->shadows[i].chunk_size = chunk;
-                        }
-        if (r < 0)
-                return cli_bus_parse_error(r);
-        for (size_t i = 0; i < b->n_shadows; i++)
-                if (!b->shadows[i].size)
+        while (r >= 0 && !*ret_found &&
+               (r = sd_bus_message_read(reply, "(sstusuttt)", &vname, &provider, &size, &chunk, &path, &n_shadows,
+                                        &used, &allocated, &max)) > 0)
+                if (strcmp(vname, name) == 0) {
+                        *ret_found = true;
+                        if (ret_size)
+                                *ret_size = size;
+                        if (ret_chunk)
+                                *ret_chunk = chunk;
+                        if (ret_path && !(*ret_path = strdup(path)))
+                                return cli_fail(CLI_EXIT_FAILED, "out of memory");
+                }
+        return r < 0 ? cli_bus_parse_error(r) : 0;
+}
+
+/* Each shadow's volume size and chunk size; 0 or the exit code. */
+static int image_geometry(struct backup_run *b) {
+        for (size_t i = 0; i < b->n_shadows; i++) {
+                struct shadow_ref *s = &b->shadows[i];
+                bool found;
+                int r = volume_lookup(b->bus, s->volume, &found, &s->size, &s->chunk_size, NULL);
+                if (r != 0)
+                        return r;
+                if (!found)
                         return cli_fail(CLI_EXIT_FAILED,
                                         "volume %s was deleted during the backup: nothing was kept; back up "
                                         "the volumes that are left",
-                                        b->shadows[i].volume);
+                                        s->volume);
+        }
         return 0;
 }
 
@@ -1139,21 +1156,12 @@ static int image_output(sd_bus *bus, const char *name, const char *to, int **hol
                         char **ret) {
         if (to)
                 return asprintf(ret, "%s/%s.img", to, name) < 0 ? cli_fail(CLI_EXIT_FAILED, "out of memory") : 0;
-        _cleanup_bus_message_ sd_bus_message *reply = NULL;
-        const char *vname, *provider, *path, *found = NULL;
-        uint64_t size, used, allocated, max;
-        uint32_t chunk, n_shadows;
-        int r = cli_call(bus, "ListVolumes", &reply, "");
+        _cleanup_free_ char *found = NULL;
+        bool exists;
+        int r = volume_lookup(bus, name, &exists, NULL, NULL, &found);
         if (r != 0)
                 return r;
-        r = sd_bus_message_enter_container(reply, 'a', "(sstusuttt)");
-        while (r >= 0 && (r = sd_bus_message_read(reply, "(sstusuttt)", &vname, &provider, &size, &chunk, &path,
-                                                   &n_shadows, &used, &allocated, &max)) > 0)
-                if (strcmp(vname, name) == 0)
-                        found = path;
-        if (r < 0)
-                return cli_bus_parse_error(r);
-        if (!found)
+        if (!exists)
                 return cli_fail(CLI_EXIT_NOT_FOUND,
                                 "there is no volume %s to restore the image onto: create it (lvss volume create "
                                 "%s --size SIZE, the backed-up size) or give --to DIR for image files",
@@ -1198,7 +1206,8 @@ static int image_output(sd_bus *bus, const char *name, const char *to, int **hol
                 mounts_free_all(all, n_all);
                 return r;
         }
-        return (*ret = strdup(found)) ? 0 : cli_fail(CLI_EXIT_FAILED, "out of memory");
+        *ret = TAKE_PTR(found);
+        return 0;
 }
 
 static int restore(int argc, char **argv) {

@@ -322,8 +322,13 @@ static int method_resolve_target(sd_bus_message *msg, void *userdata, sd_bus_err
         return sd_bus_reply_method_return(msg, "s", v->name);
 }
 
-static int read_strv(sd_bus_message *msg, char ***ret) {
-        return bus_read_strv_max(msg, false, 4096, ret);
+/* An "as" argument of at most 4096 strings: InvalidArgument, named, past that. */
+static int read_strv(sd_bus_message *msg, char ***ret, sd_bus_error *error) {
+        int r = bus_read_strv_max(msg, false, 4096, ret);
+        if (r == -E2BIG)
+                return bus_error_setf(error, r, LVSS_ERROR_INVALID_ARGUMENT,
+                                      "A list holds more than 4096 strings: give fewer.");
+        return r;
 }
 
 static int method_create_shadow_set(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -331,7 +336,7 @@ static int method_create_shadow_set(sd_bus_message *msg, void *userdata, sd_bus_
         char **targets = NULL;
         struct sset_options o = { .backup_type = "full" };
         const char *context;
-        int r = read_strv(msg, &targets);
+        int r = read_strv(msg, &targets, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_read(msg, "s", &context);
@@ -375,7 +380,7 @@ static int method_create_shadow_set(sd_bus_message *msg, void *userdata, sd_bus_
                         char ***l = strcmp(key, "Writers") == 0 ? &o.writers : &o.exclude;
                         strv_free(*l);
                         *l = NULL;
-                        r = read_strv(msg, l);
+                        r = read_strv(msg, l, error);
                 }
                 if (r >= 0)
                         r = sd_bus_message_exit_container(msg);
@@ -417,7 +422,7 @@ out:
 /* Reads the targets (volume names) of a history call and makes their key (history.h). */
 static int read_history_key(sd_bus_message *msg, char **ret, sd_bus_error *error) {
         char **targets = NULL;
-        int r = read_strv(msg, &targets);
+        int r = read_strv(msg, &targets, error);
         if (r < 0)
                 return r;
         r = history_key(targets, ret);
@@ -601,7 +606,7 @@ static int delete_and_reply(struct manager *m, sd_bus_message *msg, struct shado
 static int method_delete_shadows(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         struct manager *m = userdata;
         char **ids = NULL;
-        int r = read_strv(msg, &ids);
+        int r = read_strv(msg, &ids, error);
         if (r < 0)
                 return r;
         manager_prune_vanished(m);
